@@ -1,0 +1,1 @@
+"""HTTP and WebSocket endpoints, their authentication, and the OpenAPI document."""

@@ -1,0 +1,81 @@
+"""The HTTP and WebSocket routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Response, jsonify, websocket
+from quart_trio import QuartTrio
+
+from ..app import ChatRuntime
+from ..realtime.message import DEFAULT_ROOM, is_valid_name
+from .auth import AuthError, authenticate
+
+__all__ = ["WS_PATH", "register_routes"]
+
+WS_PATH = "/api/chat-api/ws"
+_NAME_RULE = "1 to 64 characters of A-Z a-z 0-9 . _ -"
+
+
+def _refusal(status: int, error: str, detail: str, **headers: str) -> Response:
+    response = jsonify({"error": error, "detail": detail})
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
+    """Mount the health, readiness and chat WebSocket routes on `app`."""
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """The process is alive and serving HTTP."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        """200 once every long-lived task runs and fan-out works; else 503 with the reason."""
+        reason = runtime.unready_reason()
+        if reason is None:
+            return jsonify({"status": "ready", "connections": runtime.hub.connection_count()})
+        response = jsonify({"status": "not_ready", "reason": reason})
+        response.status_code = 503
+        return response
+
+    async def chat(room: str) -> Response | None:
+        if not is_valid_name(room):
+            return _refusal(400, "invalid_room", f"a room name is {_NAME_RULE}")
+        if runtime.handler_config.auth_required:
+            try:
+                user_id = authenticate(
+                    websocket.headers.get("Authorization", ""),
+                    websocket.args.get("token", ""),
+                    runtime.config.auth_jwt_secret,
+                )
+            except AuthError as exc:
+                return _refusal(401, "unauthorized", str(exc), **{"WWW-Authenticate": "Bearer"})
+        else:
+            user_id = websocket.args.get("user_id", "anonymous")
+            if not is_valid_name(user_id):
+                return _refusal(400, "invalid_user_id", f"a user_id is {_NAME_RULE}")
+        if runtime.unready_reason() == "draining":
+            return _refusal(503, "shutting_down", "this instance is shutting down; reconnect")
+        if runtime.hub.connection_count() >= runtime.config.max_connections:
+            return _refusal(503, "at_capacity", "this instance is at capacity; retry later")
+        await runtime.handler.handle(
+            websocket._get_current_object(),  # type: ignore[attr-defined]
+            room=room,
+            user_id=user_id,
+            batch=websocket.args.get("batch") == "1",
+        )
+        return None
+
+    @app.websocket(WS_PATH)
+    async def chat_default_room() -> Response | None:
+        """The default room, `lobby`."""
+        return await chat(DEFAULT_ROOM)
+
+    @app.websocket(f"{WS_PATH}/<room>")
+    async def chat_room(room: str) -> Response | None:
+        """The room named in the path."""
+        return await chat(room)

@@ -1,0 +1,196 @@
+"""Service configuration, read once from the environment at start-up.
+
+Nothing here reads the environment at import time: `Config.load()` takes a
+mapping (default `os.environ`) and returns a frozen `Config`, or raises
+`ConfigError` whose message is one line naming the offending variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["Config", "ConfigError"]
+
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+# RFC 7518 section 3.2: an HS256 key must be at least as long as the hash.
+_MIN_SECRET_BYTES = 32
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the variable."""
+
+
+def _int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("is not an integer") from None
+
+
+def _float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError("is not a number") from None
+
+
+def _port(raw: str) -> int:
+    value = _int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be an integer from 0 to 65535")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = _int(raw)
+    if value < 1:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = _int(raw)
+    if value < 0:
+        raise ValueError("must be zero or a positive integer")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = _float(raw)
+    if not value > 0 or value == float("inf"):
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = _float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be zero or a positive number")
+    return value
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+    return level
+
+
+def _redis_url(raw: str) -> str:
+    url = raw.strip()
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc})") from None
+    if parts.scheme not in _REDIS_SCHEMES:
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError("a unix:// URL needs a socket path")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("needs a host name")
+    database = parts.path.lstrip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        raise ValueError("the database number after the host must be an integer")
+    return url
+
+
+def _channel_prefix(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9:._-]{1,64}", raw):
+        raise ValueError("must be 1 to 64 characters of A-Z a-z 0-9 : . _ -")
+    return raw
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _env(name: str, parse: Callable[[str], Any], default: Any) -> Any:
+    """A dataclass field read from environment variable `name` by `parse`."""
+    return field(default=default, metadata={"env": name, "parse": parse})
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting of one chat_service instance; see README "Configuration"."""
+
+    host: str = _env("HOST", _text, "127.0.0.1")
+    port: int = _env("PORT", _port, 8080)
+    redis_url: str = _env("REDIS_URL", _redis_url, "")
+    redis_channel_prefix: str = _env("REDIS_CHANNEL_PREFIX", _channel_prefix, "chat:room:")
+    auth_enabled: bool = _env("AUTH_ENABLED", _boolean, False)
+    auth_jwt_secret: str = _env("AUTH_JWT_SECRET", _text, "")
+    log_level: str = _env("LOG_LEVEL", _log_level, "INFO")
+    max_body_chars: int = _env("MAX_BODY_CHARS", _positive_int, 4096)
+    # 64 KiB holds the largest legal chat frame (4096 chars, up to 4 UTF-8
+    # bytes each, JSON-escaped) with room to spare, and caps what one frame
+    # can make the server buffer.
+    max_message_bytes: int = _env("MAX_MESSAGE_BYTES", _positive_int, 65536)
+    heartbeat_interval: float = _env("HEARTBEAT_INTERVAL", _positive_float, 25.0)
+    heartbeat_timeout: float = _env("HEARTBEAT_TIMEOUT", _positive_float, 20.0)
+    # Frames a client may lag behind its room before it counts as a slow
+    # consumer: a few seconds of a busy room, a few hundred KiB at most.
+    send_queue_size: int = _env("SEND_QUEUE_SIZE", _positive_int, 256)
+    join_leave_events: bool = _env("JOIN_LEAVE_EVENTS", _boolean, True)
+    # Longest a batched (batch=1) client's frames wait to be coalesced, in
+    # seconds; 0 flushes at once.
+    batch_window: float = _env("BATCH_WINDOW", _non_negative_float, 0.02)
+    max_connections: int = _env("MAX_CONNECTIONS", _non_negative_int, 10000)
+    shutdown_grace_seconds: float = _env("SHUTDOWN_GRACE_SECONDS", _positive_float, 10.0)
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Read every setting from `environ` (default: the process environment).
+
+        Raises:
+            ConfigError: a value does not parse, is out of range, or settings
+                contradict each other; the message is one line naming the
+                variable.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in dataclasses.fields(cls):
+            name = spec.metadata["env"]
+            raw = env.get(name)
+            if raw is None:
+                continue
+            try:
+                values[spec.name] = spec.metadata["parse"](raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r}: {exc}") from None
+        config = cls(**values)
+        config._check_consistency()
+        return config
+
+    def _check_consistency(self) -> None:
+        if self.auth_enabled and not self.auth_jwt_secret:
+            raise ConfigError("AUTH_JWT_SECRET: required when AUTH_ENABLED is true")
+        if self.auth_enabled and len(self.auth_jwt_secret.encode()) < _MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"AUTH_JWT_SECRET: must be at least {_MIN_SECRET_BYTES} bytes for HS256 (RFC 7518)"
+            )
+
+    @property
+    def heartbeat_deadline(self) -> float:
+        """Seconds of silence after which a client is closed with 4000."""
+        return self.heartbeat_interval + self.heartbeat_timeout

@@ -1,0 +1,132 @@
+"""One client: its identity, a bounded outbox, and the two loops that move
+frames between the outbox, the socket and the handler."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+from .close_codes import CloseCode
+
+__all__ = ["Connection", "Transport"]
+
+# How many queued frames one batched WebSocket frame carries at most: big
+# enough to empty a busy queue in a few sends, small enough that one frame
+# stays far below a client's receive buffer.
+MAX_BATCH_FRAMES = 64
+
+
+class Transport(Protocol):
+    """What a connection needs of a WebSocket (Quart's `websocket` has it)."""
+
+    async def send(self, data: str) -> None: ...
+
+    async def receive(self) -> str | bytes: ...
+
+
+FrameHandler = Callable[["Connection", str | bytes], Awaitable[None]]
+
+
+class Connection:
+    """One client in one room.
+
+    Frames for the client go through `enqueue`, which never waits: a client
+    whose queue is full is a slow consumer and is closed with 4001. `close`
+    and `finish` are plain functions, so the hub, the heartbeat and the drain
+    can end a connection from any task.
+    """
+
+    def __init__(
+        self,
+        *,
+        room: str,
+        user_id: str,
+        send_queue_size: int,
+        heartbeat_deadline: float,
+        batch: bool = False,
+    ) -> None:
+        self.id = secrets.token_hex(8)
+        self.room = room
+        self.user_id = user_id
+        self.batch = batch
+        self.close_reason: tuple[CloseCode, str] | None = None
+        self._heartbeat_deadline = heartbeat_deadline
+        self._outbox_in, self._outbox = trio.open_memory_channel[str](send_queue_size)
+        self._scope = trio.CancelScope()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} user={self.user_id} room={self.room}>"
+
+    def enqueue(self, frame: str) -> bool:
+        """Queue `frame` for this client without waiting.
+
+        Returns False if it was not queued: the connection is closing, or
+        its queue is full, in which case it is closed as a slow consumer.
+        """
+        try:
+            self._outbox_in.send_nowait(frame)
+        except trio.WouldBlock:
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue overflowed")
+            return False
+        except trio.ClosedResourceError:
+            return False
+        return True
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        """End this connection now, dropping what is queued; the first close
+        code given is the one the client receives."""
+        if self.close_reason is None:
+            self.close_reason = (code, reason)
+        self._outbox_in.close()
+        self._scope.cancel()
+
+    def finish(self, code: CloseCode, reason: str) -> None:
+        """End this connection once every frame queued so far has been sent
+        (the drain at shutdown); nothing more is queued after this."""
+        if self.close_reason is None:
+            self.close_reason = (code, reason)
+        self._outbox_in.close()
+
+    async def serve(self, transport: Transport, on_frame: FrameHandler) -> None:
+        """Run the send and receive loops until the connection ends.
+
+        Returns when `close` was called, `finish` has flushed the queue, or
+        nothing arrived for the heartbeat deadline (close reason 4000).
+        Exceptions from `on_frame` or the transport propagate. Cancellation
+        from outside (the client disconnected) stops both loops at once.
+        """
+        with self._scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._receive_loop, transport, on_frame)
+                await self._send_loop(transport)
+                nursery.cancel_scope.cancel()
+
+    async def _send_loop(self, transport: Transport) -> None:
+        async for frame in self._outbox:
+            if self.batch:
+                frame = self._coalesce(frame)
+            await transport.send(frame)
+
+    def _coalesce(self, first: str) -> str:
+        """`first` and whatever else is queued now, joined into one batched frame."""
+        frames = [first]
+        while len(frames) < MAX_BATCH_FRAMES:
+            try:
+                frames.append(self._outbox.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        return "\n".join(frames)
+
+    async def _receive_loop(self, transport: Transport, on_frame: FrameHandler) -> None:
+        with trio.CancelScope() as silence:
+            while True:
+                silence.deadline = trio.current_time() + self._heartbeat_deadline
+                data = await transport.receive()
+                silence.deadline = math.inf
+                await on_frame(self, data)
+        if silence.cancelled_caught:
+            self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")

@@ -1,0 +1,184 @@
+"""The Handler: drives one accepted WebSocket through the protocol, with the
+application's hooks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from ..config import Config
+from .broadcaster import Broadcaster
+from .close_codes import CloseCode
+from .connection import Connection, Transport
+from .hub import Hub
+from .message import (
+    ChatRequest,
+    ErrorCode,
+    FrameError,
+    Message,
+    MessageType,
+    Ping,
+    encode,
+    error_frame,
+    new_message_id,
+    now_ms,
+    parse_client_frame,
+)
+
+__all__ = ["Handler", "HandlerConfig", "WebSocket"]
+
+log = logging.getLogger(__name__)
+
+# Longest we wait for a close frame to go out, or for on_disconnect, once a
+# connection is over: the client may be gone, and cleanup must not hang.
+CLOSE_TIMEOUT = 2.0
+
+_BINARY_REFUSED = error_frame(ErrorCode.BINARY_NOT_SUPPORTED, "send JSON in text frames")
+
+
+class WebSocket(Transport, Protocol):
+    """The parts of Quart's `websocket` the handler uses."""
+
+    async def accept(self) -> None: ...
+
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+async def log_connect(conn: Connection) -> None:
+    """Default `on_connect`: log the new client."""
+    log.info("client connected client_id=%s user_id=%s room=%s", conn.id, conn.user_id, conn.room)
+
+
+async def log_disconnect(conn: Connection) -> None:
+    """Default `on_disconnect`: log the departed client."""
+    log.info(
+        "client disconnected client_id=%s user_id=%s room=%s", conn.id, conn.user_id, conn.room
+    )
+
+
+async def pass_message(conn: Connection, message: Message) -> Message | None:
+    """Default `on_message`: send every message as it is."""
+    return message
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerConfig:
+    """How the handler publishes, and the application's hooks.
+
+    `on_message` returns the message to send (possibly changed) or None to
+    drop it. A hook that raises closes its own connection with 1011.
+    """
+
+    broadcaster: Broadcaster
+    on_connect: Callable[[Connection], Awaitable[None]] = log_connect
+    on_disconnect: Callable[[Connection], Awaitable[None]] = log_disconnect
+    on_message: Callable[[Connection, Message], Awaitable[Message | None]] = pass_message
+    auth_required: bool = False
+
+
+class Handler:
+    """Runs the protocol for each accepted WebSocket."""
+
+    def __init__(self, hub: Hub, handler_config: HandlerConfig, config: Config) -> None:
+        self._hub = hub
+        self._hooks = handler_config
+        self._broadcaster = handler_config.broadcaster
+        self._config = config
+
+    async def handle(self, websocket: WebSocket, *, room: str, user_id: str, batch: bool) -> None:
+        """Serve one client in `room` until it leaves or is closed.
+
+        Closes the WebSocket with the protocol's code for why it ended; an
+        exception in this connection's handling (hooks included) is logged
+        and closes it with 1011, and never reaches other connections. When
+        cancelled (the client went away, or the server stops) it still
+        leaves the room, announces the leave and runs `on_disconnect`,
+        each bounded by CLOSE_TIMEOUT.
+        """
+        conn = Connection(
+            room=room,
+            user_id=user_id,
+            batch=batch,
+            send_queue_size=self._config.send_queue_size,
+            heartbeat_deadline=self._config.heartbeat_deadline,
+        )
+        joined = False
+        try:
+            await websocket.accept()
+            await self._hub.join(conn, self._welcome(conn))
+            joined = True
+            await self._hooks.on_connect(conn)
+            await self._announce(conn, MessageType.JOIN)
+            await conn.serve(websocket, self._on_frame)
+        except Exception:
+            log.exception("connection failed client_id=%s user_id=%s", conn.id, conn.user_id)
+            conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            self._hub.leave(conn)
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                await self._end(websocket, conn, joined)
+
+    async def _end(self, websocket: WebSocket, conn: Connection, joined: bool) -> None:
+        if conn.close_reason is not None:
+            code, reason = conn.close_reason
+            await websocket.close(code, reason)
+        if not joined:
+            return
+        try:
+            await self._announce(conn, MessageType.LEAVE)
+            await self._hooks.on_disconnect(conn)
+        except Exception:
+            log.exception("disconnect handling failed client_id=%s", conn.id)
+
+    def _welcome(self, conn: Connection) -> str:
+        return encode(
+            {
+                "type": "welcome",
+                "client_id": conn.id,
+                "user_id": conn.user_id,
+                "room": conn.room,
+                "heartbeat_interval": self._config.heartbeat_interval,
+            }
+        )
+
+    async def _announce(self, conn: Connection, kind: MessageType) -> None:
+        if not self._config.join_leave_events:
+            return
+        event = Message(conn.room, conn.id, conn.user_id, type=kind, ts=now_ms())
+        await self._broadcaster.publish(conn.room, event.encode(), skip=conn.id)
+
+    async def _on_frame(self, conn: Connection, data: str | bytes) -> None:
+        if isinstance(data, bytes):
+            conn.enqueue(_BINARY_REFUSED)
+            return
+        try:
+            frame = parse_client_frame(data, max_body_chars=self._config.max_body_chars)
+        except FrameError as exc:
+            conn.enqueue(error_frame(exc.code, exc.detail))
+            return
+        if isinstance(frame, ChatRequest):
+            await self._publish_chat(conn, frame)
+        elif isinstance(frame, Ping):
+            conn.enqueue(frame.pong_frame)
+        # A Pong needs nothing more: receiving it already reset the heartbeat deadline.
+
+    async def _publish_chat(self, conn: Connection, request: ChatRequest) -> None:
+        message = await self._hooks.on_message(
+            conn,
+            Message(
+                conn.room,
+                conn.id,
+                conn.user_id,
+                body=request.body,
+                client_msg_id=request.client_msg_id,
+                id=new_message_id(),
+                ts=now_ms(),
+            ),
+        )
+        if message is not None:
+            # Always the connection's own room, whatever the hook did: rooms stay isolated.
+            await self._broadcaster.publish(conn.room, message.encode())

@@ -1,0 +1,43 @@
+"""Fixtures: a chat_service instance in the test's nursery, on port 0."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import pytest
+import trio
+
+from chat_service.app import ChatRuntime
+from chat_service.config import Config
+from chat_service.realtime import Broadcaster, HandlerConfig
+from chat_service.server import serve
+
+from .helpers import RunningServer
+
+StartServer = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+def start_server(nursery: trio.Nursery) -> StartServer:
+    """Start an instance with some settings changed; it stops with the test."""
+
+    async def start(
+        *,
+        make_handler_config: Callable[[Broadcaster], HandlerConfig] | None = None,
+        **settings: Any,
+    ) -> RunningServer:
+        config = dataclasses.replace(Config(), port=0, **settings)
+        runtime = ChatRuntime(config, make_handler_config=make_handler_config)
+        binds = await nursery.start(partial(serve, config, runtime=runtime))
+        return RunningServer(runtime, int(binds[0].rsplit(":", 1)[1]))
+
+    return start
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> RunningServer:
+    """An instance with the default settings."""
+    return await start_server()

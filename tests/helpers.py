@@ -1,0 +1,156 @@
+"""Clients for the tests: real WebSockets (trio-websocket) and raw HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
+
+from chat_service.app import ChatRuntime
+
+# Every wait in a test is bounded, so a hang fails fast instead of eating CI time.
+WAIT = 10.0
+
+UPGRADE_HEADERS = (
+    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+@dataclass
+class RunningServer:
+    """A chat_service instance serving on a real socket."""
+
+    runtime: ChatRuntime
+    port: int
+
+    def url(self, room: str | None = None, **query: str) -> str:
+        path = "/api/chat-api/ws" + (f"/{room}" if room is not None else "")
+        suffix = f"?{urlencode(query)}" if query else ""
+        return f"ws://127.0.0.1:{self.port}{path}{suffix}"
+
+
+class Client:
+    """A chat client: JSON frames in and out, every wait bounded."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self.ws = ws
+        self.welcome: dict[str, Any] = {}
+
+    @property
+    def client_id(self) -> str:
+        return str(self.welcome["client_id"])
+
+    async def send(self, frame: dict[str, Any] | str | bytes) -> None:
+        await self.ws.send_message(frame if isinstance(frame, str | bytes) else json.dumps(frame))
+
+    async def receive_raw(self) -> str:
+        with trio.fail_after(WAIT):
+            message = await self.ws.get_message()
+        assert isinstance(message, str)
+        return message
+
+    async def receive(self, *, skip_pings: bool = True) -> dict[str, Any]:
+        """The next frame; heartbeat pings are skipped unless asked for."""
+        while True:
+            frame: dict[str, Any] = json.loads(await self.receive_raw())
+            if not (skip_pings and frame["type"] == "ping"):
+                return frame
+
+    async def receive_type(self, kind: str) -> dict[str, Any]:
+        """The next frame of type `kind`, skipping join/leave events and pings."""
+        while True:
+            frame = await self.receive()
+            if frame["type"] == kind:
+                return frame
+            assert frame["type"] in ("join", "leave"), frame
+
+    async def sync(self) -> None:
+        """Round-trip a ping: every frame queued for us before it has arrived
+        once this returns, and `receive` has consumed none of them."""
+        await self.send({"type": "ping", "data": "sync"})
+
+    async def drain_until_sync(self) -> list[dict[str, Any]]:
+        """Every frame (but pings) that arrives before the pong to `sync()`."""
+        await self.sync()
+        frames = []
+        while (frame := await self.receive()) != {"type": "pong", "data": "sync"}:
+            frames.append(frame)
+        return frames
+
+    async def closed_code(self) -> int:
+        """Wait for the server to close this WebSocket; its close code."""
+        with trio.fail_after(WAIT):
+            try:
+                while True:
+                    await self.ws.get_message()
+            except ConnectionClosed as closed:
+                return int(closed.reason.code)
+
+
+@asynccontextmanager
+async def connect(url: str, **kwargs: Any) -> AsyncIterator[Client]:
+    """A client connected to `url`, past its `welcome` frame."""
+    parts = urlsplit(url)
+    resource = parts.path + (f"?{parts.query}" if parts.query else "")
+    assert parts.hostname is not None
+    assert parts.port is not None
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(WAIT):
+            stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+        # We own the TCP stream: trio-websocket's client leaves it open after
+        # a close the server started (it waits for a TCP close, then never
+        # closes its own socket).
+        async with stream:
+            with trio.fail_after(WAIT):
+                ws = await wrap_client_stream(nursery, stream, parts.hostname, resource, **kwargs)
+            client = Client(ws)
+            try:
+                client.welcome = await client.receive()
+                assert client.welcome["type"] == "welcome", client.welcome
+                yield client
+            finally:
+                with trio.move_on_after(WAIT):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+
+
+async def raw_request(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes; the HTTP status, headers and body of the answer."""
+    with trio.fail_after(WAIT):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(request)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length", "0"))
+            while len(body) < length:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                body += chunk
+            return int(lines[0].split(" ")[1]), headers, body
+
+
+async def raw_upgrade(
+    port: int, path: str, extra_headers: str = ""
+) -> tuple[int, dict[str, str], bytes]:
+    """A WebSocket upgrade request on a raw socket; the HTTP answer."""
+    request = f"GET {path} HTTP/1.1\r\nHost: test\r\n{UPGRADE_HEADERS}{extra_headers}\r\n"
+    return await raw_request(port, request.encode("latin-1"))

@@ -1,0 +1,83 @@
+"""Config.load(): defaults, parsing, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from chat_service.config import Config, ConfigError
+
+
+def test_defaults_from_an_empty_environment() -> None:
+    config = Config.load({})
+    assert (config.host, config.port, config.redis_url) == ("127.0.0.1", 8080, "")
+    assert config.auth_enabled is False
+    assert config.max_body_chars == 4096
+    assert config.join_leave_events is True
+
+
+def test_values_are_parsed() -> None:
+    config = Config.load(
+        {
+            "PORT": "9000",
+            "AUTH_ENABLED": "true",
+            "AUTH_JWT_SECRET": "s3cret" * 6,
+            "HEARTBEAT_INTERVAL": "0.5",
+            "LOG_LEVEL": "debug",
+            "REDIS_URL": "redis://:pw@localhost:6380/2",
+            "JOIN_LEAVE_EVENTS": "false",
+        }
+    )
+    assert (config.port, config.auth_enabled, config.heartbeat_interval) == (9000, True, 0.5)
+    assert (config.log_level, config.join_leave_events) == ("DEBUG", False)
+    assert config.redis_url == "redis://:pw@localhost:6380/2"
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"PORT": "abc"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"AUTH_ENABLED": "true"}, "AUTH_JWT_SECRET"),
+        ({"AUTH_ENABLED": "maybe"}, "AUTH_ENABLED"),
+        ({"AUTH_ENABLED": "true", "AUTH_JWT_SECRET": "short"}, "AUTH_JWT_SECRET"),
+        ({"MAX_BODY_CHARS": "-1"}, "MAX_BODY_CHARS"),
+        ({"SEND_QUEUE_SIZE": "0"}, "SEND_QUEUE_SIZE"),
+        ({"HEARTBEAT_INTERVAL": "nan"}, "HEARTBEAT_INTERVAL"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://localhost:port"}, "REDIS_URL"),
+    ],
+)
+def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{variable}"):
+        Config.load(environ)
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"PORT": "abc"}, "PORT"),
+        ({"AUTH_ENABLED": "1"}, "AUTH_JWT_SECRET"),
+        ({"MAX_MESSAGE_BYTES": "-5"}, "MAX_MESSAGE_BYTES"),
+        ({"REDIS_URL": "redis://host:notaport"}, "REDIS_URL"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line(environ: dict[str, str], variable: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "AUTH_ENABLED", "REDIS_URL")}
+    result = subprocess.run(
+        [sys.executable, "-m", "chat_service"],
+        env=env | environ,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0]
+    assert "Traceback" not in result.stderr
