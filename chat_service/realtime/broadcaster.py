@@ -40,6 +40,14 @@ class Broadcaster(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def flush(self) -> None:
+        """Return once every frame published before the call has been handed
+        to `deliver` on this instance (for rooms it is subscribed to), or
+        given up on if fan-out is down. Used by the drain at shutdown.
+        If cancelled, frames may still be in flight.
+        """
+
+    @abc.abstractmethod
     def subscribe(self, room: str) -> trio.Event:
         """Start receiving `room`'s frames; the event is set once every frame
         published to the room from then on will be delivered here.
@@ -80,6 +88,10 @@ class LocalBroadcaster(Broadcaster):
         if self._deliver is None:
             raise trio.ClosedResourceError("the broadcaster is not running")
         self._deliver(room, frame, skip)
+        await trio.lowlevel.checkpoint()
+
+    async def flush(self) -> None:
+        # publish() delivers before it returns: nothing is ever in flight.
         await trio.lowlevel.checkpoint()
 
     def subscribe(self, room: str) -> trio.Event:
