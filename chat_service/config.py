@@ -157,6 +157,11 @@ class Config:
     batch_window: float = _env("BATCH_WINDOW", _non_negative_float, 0.02)
     max_connections: int = _env("MAX_CONNECTIONS", _non_negative_int, 10000)
     shutdown_grace_seconds: float = _env("SHUTDOWN_GRACE_SECONDS", _positive_float, 10.0)
+    # Seconds a connection may stay open without sending a complete request
+    # head (a new client's upgrade request, or the next request on a kept-alive
+    # HTTP connection): long enough for a slow mobile link, short enough that
+    # silent sockets cannot pile up.
+    handshake_timeout: float = _env("HANDSHAKE_TIMEOUT", _positive_float, 10.0)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Config:

@@ -8,23 +8,37 @@ from collections.abc import Awaitable, Callable
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
 from .app import ChatRuntime, create_app
 from .config import Config
+from .transport import serve_http
 
 __all__ = ["hypercorn_config", "serve"]
 
 log = logging.getLogger(__name__)
 
 
+# Largest request line plus headers we buffer before answering 431: browsers
+# send a few KiB, and a bounded head caps what a slow client makes us hold.
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
+# Pending connections the kernel queues for us: after another instance shuts
+# down, its clients reconnect in one burst, and the default 100 drops some.
+LISTEN_BACKLOG = 1024
+
+
 def hypercorn_config(config: Config) -> HypercornConfig:
-    """Hypercorn's settings for `config`: bind address and frame size limit."""
+    """Hypercorn's settings for `config`: bind address, size limits, timeouts."""
     hyper = HypercornConfig()
     host = f"[{config.host}]" if ":" in config.host else config.host
     hyper.bind = [f"{host}:{config.port}"]
+    hyper.backlog = LISTEN_BACKLOG
     hyper.websocket_max_message_size = config.max_message_bytes
+    hyper.h11_max_incomplete_size = MAX_REQUEST_HEAD_BYTES
+    hyper.h2_max_header_list_size = MAX_REQUEST_HEAD_BYTES
+    # Hypercorn's idle timer runs from accept (and between kept-alive
+    # requests) until a complete request head arrives: the handshake timeout.
+    hyper.keep_alive_timeout = config.handshake_timeout
     hyper.accesslog = None
     hyper.errorlog = logging.getLogger("hypercorn.error")
     return hyper
@@ -63,5 +77,5 @@ async def _serve_http(
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    await hypercorn_serve(app, hyper, shutdown_trigger=shutdown_trigger, task_status=task_status)
+    await serve_http(app, hyper, shutdown_trigger, task_status=task_status)
     runtime_scope.cancel()

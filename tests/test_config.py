@@ -29,8 +29,10 @@ def test_values_are_parsed() -> None:
             "LOG_LEVEL": "debug",
             "REDIS_URL": "redis://:pw@localhost:6380/2",
             "JOIN_LEAVE_EVENTS": "false",
+            "HANDSHAKE_TIMEOUT": "2.5",
         }
     )
+    assert config.handshake_timeout == 2.5
     assert (config.port, config.auth_enabled, config.heartbeat_interval) == (9000, True, 0.5)
     assert (config.log_level, config.join_leave_events) == ("DEBUG", False)
     assert config.redis_url == "redis://:pw@localhost:6380/2"
@@ -48,6 +50,7 @@ def test_values_are_parsed() -> None:
         ({"SEND_QUEUE_SIZE": "0"}, "SEND_QUEUE_SIZE"),
         ({"HEARTBEAT_INTERVAL": "nan"}, "HEARTBEAT_INTERVAL"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"HANDSHAKE_TIMEOUT": "0"}, "HANDSHAKE_TIMEOUT"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
         ({"REDIS_URL": "redis://localhost:port"}, "REDIS_URL"),
     ],

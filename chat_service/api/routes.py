@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
+import trio
 from quart import Response, jsonify, websocket
 from quart_trio import QuartTrio
 
@@ -24,13 +27,37 @@ def _refusal(status: int, error: str, detail: str, **headers: str) -> Response:
     return response
 
 
+def _is_valid_websocket_key(key: str) -> bool:
+    """RFC 6455 4.1: the key is 16 random bytes, base64-encoded."""
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _task_count() -> int:
+    """How many tasks descend from trio.run's main task (watched for leaks;
+    trio's own system tasks, some started lazily, are not counted)."""
+    main = trio.lowlevel.current_task()
+    root = trio.lowlevel.current_root_task()
+    while main.parent_nursery is not None and main.parent_nursery.parent_task is not root:
+        main = main.parent_nursery.parent_task
+    count = 0
+    tasks = [main]
+    while tasks:
+        task = tasks.pop()
+        count += 1
+        tasks.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+    return count
+
+
 def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
     """Mount the health, readiness and chat WebSocket routes on `app`."""
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        """The process is alive and serving HTTP."""
-        return {"status": "ok"}
+        """The process is alive and serving HTTP; how many trio tasks it runs."""
+        return {"status": "ok", "tasks": _task_count()}
 
     @app.get("/readyz")
     async def readyz() -> Response:
@@ -45,6 +72,8 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
     async def chat(room: str) -> Response | None:
         if not is_valid_name(room):
             return _refusal(400, "invalid_room", f"a room name is {_NAME_RULE}")
+        if not _is_valid_websocket_key(websocket.headers.get("Sec-WebSocket-Key", "")):
+            return _refusal(400, "invalid_handshake", "Sec-WebSocket-Key is not 16 bytes in base64")
         if runtime.handler_config.auth_required:
             try:
                 user_id = authenticate(

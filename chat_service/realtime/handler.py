@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import h11
 import trio
 
 from ..config import Config
@@ -109,6 +110,12 @@ class Handler:
         joined = False
         try:
             await websocket.accept()
+        except h11.ProtocolError as exc:
+            # The server's HTTP layer broke before our 101 went out
+            # (hypercorn#225); it closes the connection and logs the warning.
+            log.info("handshake failed client_id=%s error=%s", conn.id, exc)
+            return
+        try:
             await self._hub.join(conn, self._welcome(conn))
             joined = True
             await self._hooks.on_connect(conn)

@@ -1,0 +1,137 @@
+"""chat_service as it runs in production: `python -m chat_service` in a
+subprocess on a free port, watched through its log and /proc."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from .helpers import WAIT, raw_request
+
+_READY = re.compile(r"ready listening=http://[^ ,]+:(\d+)")
+
+# Settings every test service gets: a free port, and INFO logs for the
+# lifecycle lines the tests wait on.
+BASE_ENV = {"HOST": "127.0.0.1", "PORT": "0", "LOG_LEVEL": "INFO"}
+
+
+def service_command() -> list[str]:
+    return [sys.executable, "-m", "chat_service"]
+
+
+def service_env(settings: Mapping[str, str]) -> dict[str, str]:
+    return {**os.environ, **BASE_ENV, **settings}
+
+
+def ready_port(line: str) -> int | None:
+    """The port in the service's "ready" log line, or None for any other line."""
+    match = _READY.search(line)
+    return int(match.group(1)) if match else None
+
+
+class Service:
+    """A running `python -m chat_service` and every line it has logged."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.port = 0
+        self.lines: list[str] = []
+        self._new_line = trio.Event()
+        self._log_closed = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def url(self, room: str, **query: str) -> str:
+        suffix = "".join(f"&{k}={v}" for k, v in query.items()).replace("&", "?", 1)
+        return f"ws://127.0.0.1:{self.port}/api/chat-api/ws/{room}{suffix}"
+
+    async def read_log(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Collect the service's stderr lines until it closes; started() on "ready"."""
+        assert self.process.stderr is not None
+        buffer = b""
+        async for chunk in self.process.stderr:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace")
+                self.lines.append(line)
+                if self.port == 0 and (port := ready_port(line)) is not None:
+                    self.port = port
+                    task_status.started()
+            self._new_line.set()
+            self._new_line = trio.Event()
+        self._log_closed = True
+        self._new_line.set()
+        if self.port == 0:
+            raise RuntimeError("the service exited before it was ready:\n" + "\n".join(self.lines))
+
+    async def wait_for_line(self, pattern: str) -> str:
+        """The first logged line matching `pattern` (waits for it)."""
+        seen = 0
+        with trio.fail_after(WAIT):
+            while True:
+                for line in self.lines[seen:]:
+                    if re.search(pattern, line):
+                        return line
+                seen = len(self.lines)
+                if self._log_closed:
+                    raise AssertionError(f"no line matching {pattern!r}")
+                await self._new_line.wait()
+
+    def matching(self, pattern: str) -> list[str]:
+        return [line for line in self.lines if re.search(pattern, line)]
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    async def health(self) -> dict[str, Any]:
+        status, _, body = await raw_request(self.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert status == 200
+        return dict(json.loads(body))
+
+    async def wait_exit(self) -> int:
+        """The exit code, once the process has ended."""
+        return await self.process.wait()
+
+
+@asynccontextmanager
+async def run_service(**settings: str) -> AsyncIterator[Service]:
+    """A service with `settings` in its environment, ready on a free port;
+    killed on exit if it still runs."""
+    process = await trio.lowlevel.open_process(
+        service_command(), env=service_env(settings), stderr=subprocess.PIPE
+    )
+    service = Service(process)
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(WAIT):
+                await nursery.start(service.read_log)
+            yield service
+            nursery.cancel_scope.cancel()
+    finally:
+        if service.alive():
+            process.kill()
+        with trio.move_on_after(WAIT, shield=True):
+            await process.wait()
