@@ -1,10 +1,12 @@
 """How one instance runs: the runtime tasks and Hypercorn's trio server in
-one nursery, so that one cancellation reaches everything."""
+one nursery, so that one cancellation reaches everything, and the drain
+that takes it out of service."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -12,9 +14,11 @@ from quart_trio import QuartTrio
 
 from .app import ChatRuntime, create_app
 from .config import Config
+from .realtime.close_codes import CloseCode
+from .realtime.handler import CLOSE_TIMEOUT
 from .transport import serve_http
 
-__all__ = ["hypercorn_config", "serve"]
+__all__ = ["DrainReport", "drain", "hypercorn_config", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,7 @@ MAX_REQUEST_HEAD_BYTES = 16 * 1024
 # Pending connections the kernel queues for us: after another instance shuts
 # down, its clients reconnect in one burst, and the default 100 drops some.
 LISTEN_BACKLOG = 1024
+GOING_AWAY_REASON = "server shutting down: reconnect"
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:
@@ -39,9 +44,62 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     # Hypercorn's idle timer runs from accept (and between kept-alive
     # requests) until a complete request head arrives: the handshake timeout.
     hyper.keep_alive_timeout = config.handshake_timeout
+    # The last part of the grace period, after our drain: what is left then
+    # (an HTTP request in flight, a client that stopped reading) is ended.
+    hyper.graceful_timeout = _closing_allowance(config.shutdown_grace_seconds)
     hyper.accesslog = None
     hyper.errorlog = logging.getLogger("hypercorn.error")
     return hyper
+
+
+def _closing_allowance(grace: float) -> float:
+    """How long each of the drain's last two steps gets: closing clients
+    whose queues were not sent in time, then Hypercorn ending what is left.
+    As long as a close frame gets (CLOSE_TIMEOUT), and most of a short
+    grace period for the graceful part."""
+    return min(CLOSE_TIMEOUT, grace / 4)
+
+
+@dataclass
+class DrainReport:
+    """What a drain did: clients when it began, clients closed without
+    their queue sent (the grace ran out), and how long it took."""
+
+    clients: int = 0
+    forced: int = 0
+    seconds: float = 0.0
+
+
+async def drain(runtime: ChatRuntime, grace: float) -> DrainReport:
+    """Take the instance out of service without losing what it accepted.
+
+    In order: /readyz and new upgrades answer 503; no more frames are taken
+    from clients; every message already taken is handed to its room
+    (`broadcaster.flush`); every client's send queue is sent, then it is
+    closed with 1001. Clients still open when the graceful part of `grace`
+    ends are closed with 1001 at once, their queues dropped; Hypercorn gets
+    the end of `grace` for what is left (see `hypercorn_config`).
+    Cancellation stops the drain where it is.
+    """
+    allowance = _closing_allowance(grace)
+    started = trio.current_time()
+    hub = runtime.hub
+    runtime.draining = True
+    report = DrainReport(clients=hub.connection_count())
+    log.info("draining clients=%d grace_seconds=%g", report.clients, grace)
+    with trio.move_on_at(started + grace - 2 * allowance):
+        hub.stop_receiving()
+        await hub.wait_frames_handled()
+        await runtime.broadcaster.flush()
+        hub.finish_all(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
+        await hub.wait_empty()
+    if hub.connection_count():
+        report.forced = hub.connection_count()
+        hub.close_all(CloseCode.GOING_AWAY, GOING_AWAY_REASON)
+        with trio.move_on_at(started + grace - allowance):
+            await hub.wait_empty()
+    report.seconds = trio.current_time() - started
+    return report
 
 
 async def serve(
@@ -51,22 +109,38 @@ async def serve(
     shutdown_trigger: Callable[[], Awaitable[None]] = trio.sleep_forever,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the chat service until `shutdown_trigger` returns.
+    """Serve the chat service until `shutdown_trigger` returns, then drain.
 
     Reports `started(binds)` (e.g. ["http://127.0.0.1:8080"]) once the
-    runtime tasks run and the socket listens. When serving stops, the
-    runtime is cancelled, so nothing of the instance outlives this call. An
-    exception from the hub or broadcaster ends serving and propagates.
+    runtime tasks run and the socket listens. When the trigger returns,
+    `drain` closes every client (within `SHUTDOWN_GRACE_SECONDS`) while the
+    server still answers (503), then Hypercorn stops and the runtime is
+    cancelled, so nothing of the instance outlives this call. An exception
+    from the hub or broadcaster ends serving and propagates. Cancellation
+    stops everything at once, without a drain.
     """
     runtime = runtime or ChatRuntime(config)
     app = create_app(runtime)
+    reports: list[DrainReport] = []
+
+    async def drain_on_trigger() -> None:
+        await shutdown_trigger()
+        reports.append(await drain(runtime, config.shutdown_grace_seconds))
+
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.run)
         binds: list[str] = await nursery.start(
-            _serve_http, app, hypercorn_config(config), shutdown_trigger, nursery.cancel_scope
+            _serve_http, app, hypercorn_config(config), drain_on_trigger, nursery.cancel_scope
         )
         log.info("ready listening=%s", ",".join(binds))
         task_status.started(binds)
+    for report in reports:
+        log.info(
+            "closed clients=%d forced=%d drain_seconds=%.3f",
+            report.clients,
+            report.forced,
+            report.seconds,
+        )
 
 
 async def _serve_http(

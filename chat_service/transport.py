@@ -43,6 +43,8 @@ from wsproto.connection import ConnectionState as WSState
 from wsproto.events import CloseConnection, Message, Ping
 from wsproto.frame_protocol import CloseReason
 
+from .failures import leaf_exceptions, summarize
+
 __all__ = ["ContainedTCPServer", "serve_http"]
 
 log = logging.getLogger(__name__)
@@ -84,28 +86,22 @@ class ContainedTCPServer(TCPServer):
         except* Exception as failures:
             _log_contained(peer, failures)
 
+    def abort(self) -> None:
+        """Close the socket now. Hypercorn writes under a shielded cancel
+        scope, so cancelling cannot stop a write to a peer that stopped
+        reading; closing the socket makes that write fail at once."""
+        self.stream.socket.close()
+
 
 def _log_contained(peer: str, failures: BaseExceptionGroup[Exception]) -> None:
     """One warning line for a connection ended by `failures`."""
-    leaves = _leaves(failures)
-    summary = "; ".join(f"{type(exc).__name__}: {exc}" for exc in leaves)
-    expected = all(isinstance(exc, _PROTOCOL_ERRORS) for exc in leaves)
+    expected = all(isinstance(exc, _PROTOCOL_ERRORS) for exc in leaf_exceptions(failures))
     log.warning(
         "connection closed after a transport error peer=%s error=%s",
         peer,
-        summary,
+        summarize(failures),
         exc_info=None if expected else failures,
     )
-
-
-def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
-    leaves: list[Exception] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            leaves.extend(_leaves(exc))
-        else:
-            leaves.append(exc)
-    return leaves
 
 
 class FailingWSStream(WSStream):
@@ -163,8 +159,8 @@ async def serve_http(
     Like `hypercorn.trio.serve`: runs the app's lifespan startup, listens,
     and reports `started(binds)` (e.g. ["http://127.0.0.1:8080"]). Once the
     trigger returns, it stops accepting, closes idle keep-alive connections,
-    cancels the connections still open after `hyper.graceful_timeout`, then
-    runs the app's lifespan shutdown and returns. Cancellation stops
+    cancels the connections still open after `hyper.graceful_timeout` and
+    closes their sockets, then runs the app's lifespan shutdown and returns. Cancellation stops
     everything at once, without the lifespan shutdown.
     """
     _use_failing_ws_streams()
@@ -177,9 +173,18 @@ async def serve_http(
         await lifespan.wait_for_startup()
         async with trio.open_nursery() as connections:
             listeners, binds = _listen(hyper)
-            handler = partial(
-                ContainedTCPServer, asgi, hyper, context, ConnectionState(lifespan_state.copy())
-            )
+            state = ConnectionState(lifespan_state.copy())
+            live: set[ContainedTCPServer] = set()
+
+            async def handler(stream: trio.SocketStream) -> None:
+                # Hypercorn annotates the stream as SSLStream; it serves plain ones too.
+                server = ContainedTCPServer(asgi, hyper, context, state, stream)  # type: ignore[arg-type]
+                live.add(server)
+                try:
+                    await server.run()
+                finally:
+                    live.discard(server)
+
             async with trio.open_nursery() as accepting:
                 accepting.start_soon(
                     partial(trio.serve_listeners, handler, listeners, handler_nursery=connections)
@@ -188,9 +193,17 @@ async def serve_http(
                 await shutdown_trigger()
                 accepting.cancel_scope.cancel()
             await context.terminated.set()
-            connections.cancel_scope.deadline = trio.current_time() + hyper.graceful_timeout
+            deadline = trio.current_time() + hyper.graceful_timeout
+            connections.cancel_scope.deadline = deadline
+            lifespan_nursery.start_soon(_abort_at, deadline, live)
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()
+
+
+async def _abort_at(deadline: float, live: set[ContainedTCPServer]) -> None:
+    await trio.sleep_until(deadline)
+    for server in list(live):
+        server.abort()
 
 
 def _listen(hyper: HypercornConfig) -> tuple[list[trio.SocketListener], list[str]]:

@@ -57,6 +57,10 @@ class Connection:
         self._heartbeat_deadline = heartbeat_deadline
         self._outbox_in, self._outbox = trio.open_memory_channel[str](send_queue_size)
         self._scope = trio.CancelScope()
+        self._receiving_stopped = False
+        self._receive_scope: trio.CancelScope | None = None
+        self._handling = False
+        self._handled = trio.Event()
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} user={self.user_id} room={self.room}>"
@@ -91,6 +95,20 @@ class Connection:
             self.close_reason = (code, reason)
         self._outbox_in.close()
 
+    def stop_receiving(self) -> None:
+        """Take no more frames from the client (the drain at shutdown); a
+        frame already being handled is finished, and sending goes on."""
+        self._receiving_stopped = True
+        if self._receive_scope is not None:
+            self._receive_scope.cancel()
+
+    async def wait_frame_handled(self) -> None:
+        """Return once no frame from the client is being handled; after
+        `stop_receiving`, everything the client sent and we took has then
+        been handled (published). Cancellation only stops the wait."""
+        while self._handling:
+            await self._handled.wait()
+
     async def serve(self, transport: Transport, on_frame: FrameHandler) -> None:
         """Run the send and receive loops until the connection ends.
 
@@ -123,10 +141,19 @@ class Connection:
 
     async def _receive_loop(self, transport: Transport, on_frame: FrameHandler) -> None:
         with trio.CancelScope() as silence:
-            while True:
+            while not self._receiving_stopped:
                 silence.deadline = trio.current_time() + self._heartbeat_deadline
-                data = await transport.receive()
+                with trio.CancelScope() as self._receive_scope:
+                    data = await transport.receive()
+                if self._receive_scope.cancelled_caught:
+                    return
                 silence.deadline = math.inf
-                await on_frame(self, data)
+                self._handling = True
+                try:
+                    await on_frame(self, data)
+                finally:
+                    self._handling = False
+                    self._handled.set()
+                    self._handled = trio.Event()
         if silence.cancelled_caught:
             self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import trio
 
 from .broadcaster import Broadcaster
+from .close_codes import CloseCode
 from .connection import Connection
 from .message import PING_FRAME
 
@@ -42,6 +43,9 @@ class Hub:
         self._heartbeat_interval = heartbeat_interval
         self._rooms: dict[str, _Room] = {}
         self._count = 0
+        self._receiving = True
+        self._finish: tuple[CloseCode, str] | None = None
+        self._emptied = trio.Event()
 
     def connection_count(self) -> int:
         """How many connections have joined and not yet left."""
@@ -74,6 +78,10 @@ class Hub:
         if conn.enqueue(welcome):
             room.members[conn.id] = conn
             self._count += 1
+        if not self._receiving:
+            conn.stop_receiving()
+        if self._finish is not None:
+            conn.finish(*self._finish)
 
     def leave(self, conn: Connection) -> None:
         """Remove `conn` from its room (a no-op if it is not in it).
@@ -88,6 +96,40 @@ class Hub:
         if room.is_empty():
             del self._rooms[conn.room]
             self._broadcaster.unsubscribe(conn.room)
+        if not self._rooms:
+            self._emptied.set()
+            self._emptied = trio.Event()
+
+    def stop_receiving(self) -> None:
+        """Take no more frames from any client, now or joining later (the drain)."""
+        self._receiving = False
+        for conn in self.connections():
+            conn.stop_receiving()
+
+    async def wait_frames_handled(self) -> None:
+        """Return once no connection is handling a client's frame (after
+        `stop_receiving`: every frame taken from a client has been handled)."""
+        for conn in self.connections():
+            await conn.wait_frame_handled()
+
+    def finish_all(self, code: CloseCode, reason: str) -> None:
+        """End every connection, now or joining later, once its queue is sent."""
+        self._finish = (code, reason)
+        for conn in self.connections():
+            conn.finish(code, reason)
+
+    def close_all(self, code: CloseCode, reason: str) -> None:
+        """End every connection now, dropping what is queued."""
+        for conn in self.connections():
+            conn.close(code, reason)
+
+    async def wait_empty(self) -> None:
+        """Return once no connection is joined or joining.
+
+        Cancellation only stops the wait.
+        """
+        while self._rooms:
+            await self._emptied.wait()
 
     def deliver(self, room_name: str, frame: str, skip: str | None = None) -> None:
         """Queue one encoded frame for every member of a room but `skip`.
