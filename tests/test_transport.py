@@ -23,6 +23,7 @@ from .wire import (
     OP_CLOSE,
     OP_PING,
     OP_TEXT,
+    read_close_code,
     read_until,
     read_until_closed,
     upgrade_request,
@@ -137,11 +138,7 @@ async def test_bad_frames_after_a_real_handshake_get_their_close_code() -> None:
                 await stream.send_all(_UPGRADE)
                 await read_until(stream, b'"welcome"')
                 await stream.send_all(frame)
-                reply = await read_until(stream, bytes([0x80 | OP_CLOSE]))
-                while len(reply) < reply.rindex(bytes([0x80 | OP_CLOSE])) + 4:
-                    reply += await stream.receive_some(4)
-            close = reply[reply.rindex(bytes([0x80 | OP_CLOSE])) :]
-            assert struct.unpack("!H", close[2:4])[0] == code, f"{case}: {reply[-40:]!r}"
+                assert await read_close_code(stream) == code, case
             await assert_serves(service)
 
 

@@ -64,3 +64,28 @@ async def read_until(stream: trio.SocketStream, marker: bytes) -> bytes:
             assert chunk, f"closed before {marker!r}: {data!r}"
             data += chunk
     return data
+
+
+async def read_close_code(stream: trio.SocketStream, data: bytes = b"") -> int:
+    """The code of the close frame the server sends next (frames before it
+    skipped); `data` is what was already read of those frames."""
+    with trio.fail_after(WAIT):
+        while True:
+            while len(data) >= 2 and len(data) >= _frame_size(data):
+                if data[0] & 0x0F == OP_CLOSE:
+                    return int(struct.unpack("!H", data[2:4])[0])
+                data = data[_frame_size(data) :]
+            chunk = await stream.receive_some(65536)
+            assert chunk, f"closed without a close frame: {data!r}"
+            data += chunk
+
+
+def _frame_size(data: bytes) -> int:
+    """The size of the unmasked server frame at the start of `data`
+    (a large number while its header is incomplete)."""
+    size = data[1] & 0x7F
+    if size == 126:
+        return 4 + int(struct.unpack("!H", data[2:4])[0]) if len(data) >= 4 else 1 << 62
+    if size == 127:
+        return 10 + int(struct.unpack("!Q", data[2:10])[0]) if len(data) >= 10 else 1 << 62
+    return 2 + size

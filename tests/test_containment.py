@@ -1,0 +1,146 @@
+"""Failures stay where they happen: a raising hook or a vanished client ends
+only its own connection, and a dying long-lived task ends the service
+cleanly with one log line. Also: nothing outlives `serve`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import struct
+import threading
+from functools import partial
+
+import pytest
+import trio
+
+from chat_service import __main__ as entry_point
+from chat_service import app as app_module
+from chat_service.app import ChatRuntime
+from chat_service.config import Config
+from chat_service.realtime import Broadcaster, Connection, HandlerConfig, LocalBroadcaster
+from chat_service.realtime.broadcaster import Deliver
+from chat_service.server import serve
+
+from .conftest import StartServer
+from .helpers import WAIT, connect
+from .wire import read_close_code, read_until, upgrade_request
+
+
+async def test_a_raising_on_connect_closes_only_its_connection_with_1011(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def refuse_mallory(conn: Connection) -> None:
+        if conn.user_id == "mallory":
+            raise RuntimeError("on_connect failure")
+
+    def hooks(broadcaster: Broadcaster) -> HandlerConfig:
+        return HandlerConfig(broadcaster, on_connect=refuse_mallory)
+
+    server = await start_server(make_handler_config=hooks)
+    async with connect(server.url("h", user_id="alice")) as alice:
+        with trio.fail_after(WAIT):
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with stream:
+            await stream.send_all(upgrade_request("/api/chat-api/ws/h?user_id=mallory"))
+            head = await read_until(stream, b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101")
+            assert await read_close_code(stream, head.partition(b"\r\n\r\n")[2]) == 1011
+        await alice.send({"body": "still chatting"})
+        assert (await alice.receive_type("chat"))["body"] == "still chatting"
+    failures = [r for r in caplog.records if r.getMessage().startswith("connection failed")]
+    assert len(failures) == 1
+    assert "user_id=mallory" in failures[0].getMessage()
+
+
+async def test_a_raising_on_disconnect_is_logged_and_harms_nobody(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def explode(conn: Connection) -> None:
+        raise RuntimeError("on_disconnect failure")
+
+    def hooks(broadcaster: Broadcaster) -> HandlerConfig:
+        return HandlerConfig(broadcaster, on_disconnect=explode)
+
+    server = await start_server(make_handler_config=hooks)
+    async with connect(server.url("d")) as stays:
+        async with connect(server.url("d")) as leaves:
+            gone = leaves.client_id
+        assert (await stays.receive_type("leave"))["client_id"] == gone
+        await stays.send({"body": "after"})
+        assert (await stays.receive_type("chat"))["body"] == "after"
+        assert server.runtime.hub.connection_count() == 1
+    assert any(f"client_id={gone}" in r.getMessage() for r in caplog.records if r.exc_info)
+
+
+async def test_a_vanished_client_is_removed_and_its_leave_sent(start_server: StartServer) -> None:
+    server = await start_server()
+    async with connect(server.url("v")) as stays:
+        with trio.fail_after(WAIT):
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await stream.send_all(upgrade_request("/api/chat-api/ws/v"))
+        await read_until(stream, b'"welcome"')
+        joined = await stays.receive_type("join")
+        # A TCP reset, no close frame: the client is just gone.
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+        left = await stays.receive_type("leave")
+        assert left["client_id"] == joined["client_id"]
+        assert server.runtime.hub.connection_count() == 1
+
+
+def _task_names() -> list[str]:
+    names = []
+    nurseries = list(trio.lowlevel.current_root_task().child_nurseries)  # type: ignore[union-attr]
+    while nurseries:
+        for task in nurseries.pop().child_tasks:
+            names.append(task.name)
+            nurseries.extend(task.child_nurseries)
+    return names
+
+
+def test_nothing_outlives_serve() -> None:
+    threads = threading.active_count()
+    config = dataclasses.replace(Config(), port=0, shutdown_grace_seconds=2.0)
+
+    async def scenario() -> list[str]:
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(serve, config, shutdown_trigger=stop.wait))
+            port = binds[0].rsplit(":", 1)[1]
+            async with connect(f"ws://127.0.0.1:{port}/api/chat-api/ws/end") as client:
+                await client.send({"body": "bye"})
+                assert (await client.receive_type("chat"))["body"] == "bye"
+                stop.set()
+                assert await client.closed_code() == 1001
+        return _task_names()  # serve has returned
+
+    left = trio.run(scenario)
+    ours = ("chat_service", "hypercorn", "quart", "tests")
+    assert [name for name in left if name.startswith(ours) and "scenario" not in name] == []
+    assert threading.active_count() == threads
+
+
+class _DyingBroadcaster(LocalBroadcaster):
+    """In-process fan-out whose task fails right after it started."""
+
+    async def run(
+        self, deliver: Deliver, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        await trio.lowlevel.checkpoint()
+        raise RuntimeError("fan-out died")
+
+
+def test_a_dying_broadcaster_ends_the_service_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(app_module, "make_broadcaster", lambda config: _DyingBroadcaster())
+    config = dataclasses.replace(Config(), port=0)
+    with caplog.at_level(logging.INFO):
+        assert entry_point.run(config, ChatRuntime(config)) == entry_point.EXIT_FAILURE
+    critical = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in critical] == [
+        "stopped by a failure: RuntimeError: fan-out died"
+    ]
+    assert critical[0].exc_info is None
