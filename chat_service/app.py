@@ -42,7 +42,11 @@ class ChatRuntime:
     ) -> None:
         self.config = config
         self.broadcaster = make_broadcaster(config)
-        self.hub = Hub(self.broadcaster, heartbeat_interval=config.heartbeat_interval)
+        self.hub = Hub(
+            self.broadcaster,
+            heartbeat_interval=config.heartbeat_interval,
+            batch_window=config.batch_window,
+        )
         if make_handler_config is None:
             handler_config = HandlerConfig(self.broadcaster, auth_required=config.auth_enabled)
         else:

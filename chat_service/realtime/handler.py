@@ -105,6 +105,7 @@ class Handler:
             batch=batch,
             send_queue_size=self._config.send_queue_size,
             heartbeat_deadline=self._config.heartbeat_deadline,
+            flush_ticker=self._hub.flush_ticker,
         )
         joined = False
         try:
