@@ -10,10 +10,11 @@ from quart_trio import QuartTrio
 from ..app import ChatRuntime
 from ..realtime.message import DEFAULT_ROOM, is_valid_name
 from .auth import AuthError, authenticate
+from .docs import register_docs
+from .handshake import WS_PATH
 
 __all__ = ["WS_PATH", "register_routes"]
 
-WS_PATH = "/api/chat-api/ws"
 _NAME_RULE = "1 to 64 characters of A-Z a-z 0-9 . _ -"
 
 
@@ -25,7 +26,8 @@ def _refusal(status: int, error: str, detail: str, **headers: str) -> Response:
 
 
 def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
-    """Mount the health, readiness and chat WebSocket routes on `app`."""
+    """Mount the health, readiness, API documents and chat WebSocket routes on `app`."""
+    register_docs(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
