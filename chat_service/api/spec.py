@@ -137,7 +137,7 @@ def _documentation_paths() -> Schema:
             {
                 "200": {
                     "description": "AsyncAPI 3.0, YAML",
-                    "content": {"application/yaml": {"schema": {"type": "string"}}},
+                    "content": {"application/yaml": {"schema": {"type": "object"}}},
                 }
             },
         ),
@@ -198,6 +198,11 @@ def _refusal_responses(*, named_room: bool) -> Schema:
                 )
             ),
         }
+        if refusal.status == 400:
+            response["description"] += (
+                "; and a plain HTTP request that is no WebSocket upgrade gets an HTML Bad Request"
+            )
+            response["content"]["text/html"] = {"schema": {"type": "string"}}
         if refusal.status == 401:
             response["headers"] = {
                 "WWW-Authenticate": {"required": True, "schema": {"const": "Bearer"}}
