@@ -13,7 +13,7 @@ from typing import Any, Final
 from ..realtime.close_codes import CloseCode
 from ..realtime.message import DEFAULT_ROOM
 from ..realtime.schemas import CLIENT_FRAMES, NAME_SCHEMA, SERVER_FRAMES, FrameDoc
-from .handshake import AUTHORIZATION_HEADER, QUERY_PARAMETERS, REFUSALS, WS_PATH
+from .handshake import AUTH_DESCRIPTION, AUTHORIZATION_HEADER, QUERY_PARAMETERS, REFUSALS, WS_PATH
 from .spec import OPENAPI_PATH, SERVICE_VERSION
 
 __all__ = ["CLOSE_CODE_MEANINGS", "build_asyncapi"]
@@ -64,12 +64,17 @@ refused before any WebSocket is opened, with a JSON body
 **Batched frames.** A client that connects with `batch=1` may receive several
 server messages in one text frame, separated by `\\n` (JSON text never holds a
 raw newline): it splits each frame on `\\n` and handles the objects in order.
-Client frames always carry one message.
+An idle server adds no delay; under load it may hold a batched client's
+messages for at most BATCH_WINDOW seconds so that one frame carries many.
+Without `batch=1` every frame carries exactly one message. Client frames
+always carry one message.
 
 **Guarantees.** A message never reaches another room. Once a client has its
 `welcome`, it receives every later message of its room. All clients of a room
 receive its chat messages in the same order, one sender's in the order sent.
-Delivery is at most once, without duplicates.
+Delivery is at most once, without duplicates. A slow client never slows the
+others: a client whose send queue (SEND_QUEUE_SIZE frames) overflows is
+disconnected alone (4001).
 
 **Close codes** (also in `x-close-codes`):
 
@@ -168,12 +173,30 @@ def build_asyncapi() -> dict[str, Any]:
                 "host": "127.0.0.1:8080",
                 "protocol": "ws",
                 "description": "`make run`'s default; use `wss` behind TLS",
+                "security": [
+                    {"$ref": "#/components/securitySchemes/bearer"},
+                    {"$ref": "#/components/securitySchemes/tokenQuery"},
+                ],
             }
         },
         "channels": {name: _channel(address) for name, address in _CHANNELS.items()},
         "operations": operations,
         "components": {
-            "messages": {frame.key: _message(frame) for frame in (*CLIENT_FRAMES, *SERVER_FRAMES)}
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": AUTH_DESCRIPTION,
+                },
+                "tokenQuery": {
+                    "type": "httpApiKey",
+                    "in": "query",
+                    "name": "token",
+                    "description": AUTH_DESCRIPTION,
+                },
+            },
+            "messages": {frame.key: _message(frame) for frame in (*CLIENT_FRAMES, *SERVER_FRAMES)},
         },
         "x-close-codes": [
             {"code": int(code), "meaning": meaning} for code, meaning in CLOSE_CODE_MEANINGS.items()

@@ -15,6 +15,7 @@ from ..realtime.schemas import NAME_SCHEMA
 __all__ = [
     "API_PREFIX",
     "AUTHORIZATION_HEADER",
+    "AUTH_DESCRIPTION",
     "QUERY_PARAMETERS",
     "REFUSALS",
     "WS_PATH",
@@ -25,6 +26,12 @@ API_PREFIX: Final = "/api/chat-api"
 WS_PATH: Final = f"{API_PREFIX}/ws"
 
 Schema = dict[str, Any]
+
+AUTH_DESCRIPTION: Final = (
+    "Only when AUTH_ENABLED=true, in the upgrade request: an HS256 JWT signed with "
+    "AUTH_JWT_SECRET, as `Authorization: Bearer <jwt>` or the `token` query parameter; "
+    "`exp` is enforced and `sub` becomes the user_id. Without auth, neither is needed."
+)
 
 QUERY_PARAMETERS: Final[dict[str, Schema]] = {
     "user_id": NAME_SCHEMA

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from ..realtime.message import DEFAULT_ROOM
 from ..realtime.schemas import NAME_SCHEMA
-from .handshake import API_PREFIX, QUERY_PARAMETERS, REFUSALS, WS_PATH
+from .handshake import API_PREFIX, AUTH_DESCRIPTION, QUERY_PARAMETERS, REFUSALS, WS_PATH
 
 __all__ = [
     "ASYNCAPI_PATH",
@@ -231,8 +231,7 @@ def _websocket_operation(*, named_room: bool) -> Schema:
                 "in it, the sender included, and only them; `join`/`leave` events reach the "
                 "room's other clients; `pong` and `error` frames reach their client alone. "
                 f"The frames are described in the AsyncAPI document ({ASYNCAPI_PATH}).\n\n"
-                "With AUTH_ENABLED=true a JWT is required, as `Authorization: Bearer <jwt>` "
-                "or in the `token` query parameter; without auth, neither is needed."
+                f"Authentication: {AUTH_DESCRIPTION}"
             ),
             "parameters": parameters,
             "security": [{}, {"bearerAuth": []}],
@@ -271,11 +270,7 @@ def build_openapi() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
-                    "description": (
-                        "Required only when AUTH_ENABLED=true: an HS256 JWT signed with "
-                        "AUTH_JWT_SECRET; `exp` is enforced and `sub` is the user_id. May also "
-                        "be given as the `token` query parameter."
-                    ),
+                    "description": AUTH_DESCRIPTION,
                 }
             }
         },
