@@ -205,21 +205,31 @@ def _refusal_responses(*, named_room: bool) -> Schema:
             response["content"]["text/html"] = {"schema": {"type": "string"}}
         if refusal.status == 401:
             response["headers"] = {
-                "WWW-Authenticate": {"required": True, "schema": {"const": "Bearer"}}
+                "WWW-Authenticate": {
+                    "required": True,
+                    "description": "`Bearer`",
+                    "schema": {"type": "string", "const": "Bearer"},
+                }
             }
         responses[str(refusal.status)] = response
     return responses
 
 
+def _parameter(name: str, where: str, schema: Schema) -> Schema:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "description": schema["description"],
+        "schema": schema,
+    }
+
+
 def _websocket_operation(*, named_room: bool) -> Schema:
-    room = "`{room}`" if named_room else f"the default room `{DEFAULT_ROOM}`"
-    parameters: list[Schema] = []
+    room = "{room}" if named_room else f"the default room {DEFAULT_ROOM}"
+    parameters = [_parameter(name, "query", schema) for name, schema in QUERY_PARAMETERS.items()]
     if named_room:
-        parameters.append({"name": "room", "in": "path", "required": True, "schema": NAME_SCHEMA})
-    parameters += [
-        {"name": name, "in": "query", "required": False, "schema": schema}
-        for name, schema in QUERY_PARAMETERS.items()
-    ]
+        parameters.insert(0, _parameter("room", "path", NAME_SCHEMA))
     return {
         "get": {
             "tags": [_WEBSOCKET_TAG],
