@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -90,7 +91,7 @@ async def test_docs_page_loads_everything_from_the_service(server: RunningServer
 
 
 async def test_schemathesis_finds_no_failures_in_the_http_endpoints(
-    server: RunningServer, tmp_path: Any
+    server: RunningServer, tmp_path: Path
 ) -> None:
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "run"),

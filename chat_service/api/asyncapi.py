@@ -53,8 +53,8 @@ def _description() -> str:
     return f"""\
 The chat wire protocol, version 1. Every WebSocket frame is a **text** frame
 holding one JSON object (UTF-8); a binary frame is answered with an `error`
-frame (`binary_not_supported`) and the connection stays open. A refused frame
-never closes the connection.
+frame (`binary_not_supported`). A refused frame gets an `error` frame and the
+connection stays open; only repeated abuse closes it (1008).
 
 The upgrade request (see the OpenAPI document at {OPENAPI_PATH}) may be
 refused before any WebSocket is opened, with a JSON body
