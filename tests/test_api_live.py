@@ -149,10 +149,8 @@ async def test_upgrade_is_answered_as_the_openapi_document_says(
     server.runtime.draining = draining
     answer, headers, body = await raw_upgrade(server.port, path)
     assert answer == status
-    template = (
-        "/api/chat-api/ws/{room}" if path.startswith("/api/chat-api/ws/") else ("/api/chat-api/ws")
-    )
-    documented = _response(template, status)
+    named_room = path.startswith("/api/chat-api/ws/")
+    documented = _response("/api/chat-api/ws" + ("/{room}" if named_room else ""), status)
     if error is None:
         return
     assert headers["content-type"] == "application/json"
