@@ -81,7 +81,7 @@ def create_app(runtime: ChatRuntime) -> QuartTrio:
     """The Quart-Trio app with every route, serving from `runtime`."""
     from .api.routes import register_routes
 
-    app = QuartTrio(__name__)
+    app = QuartTrio(__name__, static_folder=None)  # no /static route: the service has no files
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     register_routes(app, runtime)
     return app
