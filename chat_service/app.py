@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 
 from .config import Config
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
+from .realtime.capacity import Capacity
 
 __all__ = ["ChatRuntime", "create_app"]
 
@@ -27,7 +28,7 @@ def make_broadcaster(config: Config) -> Broadcaster:
 
 
 class ChatRuntime:
-    """The hub, the broadcaster and the handler of one instance, and whether
+    """The hub, the broadcaster, the handler and the capacity of one instance, and whether
     they are ready to serve.
 
     `make_handler_config` builds the HandlerConfig (hooks) around the
@@ -43,6 +44,10 @@ class ChatRuntime:
         self.config = config
         self.broadcaster = make_broadcaster(config)
         self.hub = Hub(self.broadcaster, heartbeat_interval=config.heartbeat_interval)
+        self.capacity = Capacity(
+            max_connections=config.max_connections,
+            max_per_user=config.max_connections_per_user,
+        )
         if make_handler_config is None:
             handler_config = HandlerConfig(self.broadcaster, auth_required=config.auth_enabled)
         else:

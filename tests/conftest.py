@@ -29,6 +29,9 @@ def start_server(nursery: trio.Nursery) -> StartServer:
         make_handler_config: Callable[[Broadcaster], HandlerConfig] | None = None,
         **settings: Any,
     ) -> RunningServer:
+        # Most tests send faster than a person types; the rate limit's own
+        # tests switch it on.
+        settings.setdefault("rate_limit_per_second", 0)
         config = dataclasses.replace(Config(), port=0, **settings)
         runtime = ChatRuntime(config, make_handler_config=make_handler_config)
         binds = await nursery.start(partial(serve, config, runtime=runtime))

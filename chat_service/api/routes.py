@@ -8,6 +8,7 @@ from quart import Response, jsonify, websocket
 from quart_trio import QuartTrio
 
 from ..app import ChatRuntime
+from ..realtime.capacity import AtCapacity
 from ..realtime.message import DEFAULT_ROOM, is_valid_name
 from .auth import AuthError, authenticate
 from .docs import register_docs
@@ -62,14 +63,19 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
                 return _refusal(400, "invalid_user_id", f"a user_id is {_NAME_RULE}")
         if runtime.unready_reason() == "draining":
             return _refusal(503, "shutting_down", "this instance is shutting down; reconnect")
-        if runtime.hub.connection_count() >= runtime.config.max_connections:
-            return _refusal(503, "at_capacity", "this instance is at capacity; retry later")
-        await runtime.handler.handle(
-            websocket._get_current_object(),  # type: ignore[attr-defined]
-            room=room,
-            user_id=user_id,
-            batch=websocket.args.get("batch") == "1",
-        )
+        try:
+            runtime.capacity.acquire(user_id)
+        except AtCapacity as exc:
+            return _refusal(exc.status, exc.error, exc.detail)
+        try:
+            await runtime.handler.handle(
+                websocket._get_current_object(),  # type: ignore[attr-defined]
+                room=room,
+                user_id=user_id,
+                batch=websocket.args.get("batch") == "1",
+            )
+        finally:
+            runtime.capacity.release(user_id)
         return None
 
     @app.websocket(WS_PATH)

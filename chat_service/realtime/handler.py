@@ -28,6 +28,7 @@ from .message import (
     now_ms,
     parse_client_frame,
 )
+from .rate_limit import limit_rate
 
 __all__ = ["Handler", "HandlerConfig", "WebSocket"]
 
@@ -113,7 +114,7 @@ class Handler:
             joined = True
             await self._hooks.on_connect(conn)
             await self._announce(conn, MessageType.JOIN)
-            await conn.serve(websocket, self._on_frame)
+            await conn.serve(websocket, limit_rate(self._on_frame, self._config))
         except Exception:
             log.exception("connection failed client_id=%s user_id=%s", conn.id, conn.user_id)
             conn.close(CloseCode.INTERNAL_ERROR, "internal error")
