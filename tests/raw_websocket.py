@@ -24,6 +24,7 @@ class RawWebSocket:
 
     def __init__(self, stream: trio.SocketStream, buffered: bytes) -> None:
         self.stream = stream
+        self.bytes_received = 0
         self._buffer = bytearray(buffered)
 
     async def send_frame(self, opcode: int, payload: bytes) -> None:
@@ -45,6 +46,7 @@ class RawWebSocket:
             if not chunk:
                 return None
             self._buffer += chunk
+            self.bytes_received += len(chunk)
         data = bytes(self._buffer[:count])
         del self._buffer[:count]
         return data
