@@ -67,6 +67,15 @@ async def test_hostile_text_frame_gets_error_and_connection_lives(
         assert chats == ["still here"]
 
 
+@pytest.mark.parametrize("frame", [b"", b"\x00", b'{"body":"binary json"}'])
+async def test_binary_frames_even_empty_are_refused(server: RunningServer, frame: bytes) -> None:
+    async with connect(server.url("bin")) as client:
+        await client.send(frame)
+        assert (await client.receive_type("error"))["code"] == "binary_not_supported"
+        await client.send({"body": "still here"})
+        assert (await client.receive_type("chat"))["body"] == "still here"
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -153,7 +153,8 @@ class Handler:
         await self._broadcaster.publish(conn.room, event.encode(), skip=conn.id)
 
     async def _on_frame(self, conn: Connection, data: str | bytes) -> None:
-        if isinstance(data, bytes):
+        if not isinstance(data, str):
+            # Quart-Trio hands over an empty binary frame as None (`bytes or text`).
             conn.enqueue(_BINARY_REFUSED)
             return
         try:
