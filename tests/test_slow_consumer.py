@@ -1,6 +1,7 @@
-"""A client that stops reading, in a busy room, against a real server
-process: it alone is closed with 4001, the room goes on at full speed, and
-the server's memory stays bounded.
+"""A client that stops reading: it alone is closed with 4001, the room goes
+on at full speed, the server's memory stays bounded (measured on a server
+process), and the stuck socket keeps its place in MAX_CONNECTIONS until it
+is gone.
 
 Why the memory bound holds: fan-out only puts a reference to the one
 encoded frame of a message into each member's queue (encode once), and a
@@ -21,7 +22,10 @@ from contextlib import AsyncExitStack
 
 import trio
 
-from .helpers import WAIT, Client, connect
+from chat_service.realtime import Connection, HandlerConfig
+
+from .conftest import StartServer
+from .helpers import WAIT, Client, connect, raw_upgrade
 from .raw_websocket import raw_websocket
 from .server_process import server_process
 
@@ -121,3 +125,39 @@ async def test_client_that_never_reads_gets_4001_and_memory_stays_bounded() -> N
         assert len(first) == SENDERS * expected_per_sender
         assert all(r == first for r in tally.received), "every member gets one order"
     assert server.error_lines() == []
+
+
+async def test_stuck_client_holds_its_place_until_it_reads_its_4001(
+    start_server: StartServer,
+) -> None:
+    gone = trio.Event()
+
+    async def on_disconnect(conn: Connection) -> None:
+        if conn.close_reason and conn.close_reason[0] == 4001:
+            gone.set()  # its handler returns, and gives back its place, right after this
+
+    server = await start_server(
+        max_connections=2,
+        send_queue_size=4,
+        join_leave_events=False,
+        make_handler_config=lambda b: HandlerConfig(b, on_disconnect=on_disconnect),
+    )
+    async with connect(server.url("s")) as sender:
+        async with raw_websocket(server.port, "/api/chat-api/ws/s", receive_buffer=4096) as stuck:
+            await stuck.receive_frame()  # its welcome; from now on it does not read
+            (stuck_conn,) = [
+                c for c in server.runtime.hub.connections() if c.id != sender.client_id
+            ]
+            for _ in range(1000):
+                await sender.send({"body": "x" * 4000})
+                await sender.receive_type("chat")  # delivered to the stuck client's queue too
+                if stuck_conn.close_reason:
+                    break
+            assert stuck_conn.close_reason == (4001, "slow consumer: send queue overflowed")
+            status, _, _ = await raw_upgrade(server.port, "/api/chat-api/ws/s")
+            assert status == 503  # the stuck socket still counts
+            assert await stuck.close_code() == 4001  # once it reads
+        with trio.fail_after(WAIT):
+            await gone.wait()
+        async with connect(server.url("s")) as newcomer:
+            assert newcomer.welcome["type"] == "welcome"
