@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from contextlib import AsyncExitStack
 
+import jsonschema
 import trio
 from trio_websocket import ConnectionRejected
 
+from chat_service.api.spec import build_openapi
 from chat_service.realtime import Broadcaster, Connection, HandlerConfig
 
 from .conftest import StartServer
@@ -73,6 +75,10 @@ async def test_connections_per_user_are_limited(start_server: StartServer) -> No
             await stack.enter_async_context(connect(server.url(user_id="alice")))
         status, _, body = await raw_upgrade(server.port, "/api/chat-api/ws?user_id=alice")
         assert status == 429
-        assert json.loads(body)["error"] == "too_many_connections"
+        refusal = json.loads(body)
+        assert refusal["error"] == "too_many_connections"
+        documented = build_openapi()["paths"]["/api/chat-api/ws"]["get"]["responses"]["429"]
+        schema = documented["content"]["application/json"]["schema"]
+        jsonschema.Draft202012Validator(schema).validate(refusal)
         async with connect(server.url(user_id="bob")) as bob:
             assert bob.welcome["user_id"] == "bob"

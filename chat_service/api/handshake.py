@@ -90,6 +90,15 @@ REFUSALS: Final = (
         },
     ),
     Refusal(
+        429,
+        {
+            "too_many_connections": (
+                "this user_id has MAX_CONNECTIONS_PER_USER clients on this instance: "
+                "close one first"
+            )
+        },
+    ),
+    Refusal(
         503,
         {
             "shutting_down": "this instance is draining: reconnect to any instance",
