@@ -8,9 +8,10 @@ encoded frame of a message into each member's queue (encode once), and a
 member's queue holds at most SEND_QUEUE_SIZE frames. A member that does not
 read pins at most its queue's frames plus the one frame Hypercorn is writing
 to its socket; everything past that sits in kernel socket buffers, which do
-not count in the process's RSS. Once the queue overflows, the client leaves
-the room and its queue is dropped, so from then on it pins nothing but that
-one frame. The stuck client can therefore raise RSS by about
+not count in the process's RSS. Once the queue overflows, the client is
+closed and its queue emptied, so from then on it pins nothing but that one
+frame (and its connection's bookkeeping) until its socket is gone. The
+stuck client can therefore raise RSS by about
 (SEND_QUEUE_SIZE + 1) frames, here 65 x 32 KB ~ 2 MiB, while the room sends
 it three times the bound asserted (an unbounded queue would hold all of it).
 """
@@ -154,6 +155,7 @@ async def test_stuck_client_holds_its_place_until_it_reads_its_4001(
                 if stuck_conn.close_reason:
                     break
             assert stuck_conn.close_reason == (4001, "slow consumer: send queue overflowed")
+            assert stuck_conn.queued == 0  # its frames are freed while its socket is stuck
             status, _, _ = await raw_upgrade(server.port, "/api/chat-api/ws/s")
             assert status == 503  # the stuck socket still counts
             assert await stuck.close_code() == 4001  # once it reads
