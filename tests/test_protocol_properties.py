@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from .conftest import start_server_in
 from .helpers import Client, RunningServer, connect
+from .test_frame_schemas import json_values
 
 MAX_BODY_CHARS = 20
 ROOMS = ("p", "p", "p", "q")  # three clients share a room, one is elsewhere
@@ -34,15 +35,6 @@ Script = list[tuple[int, Frame]]  # (which client sends it, the frame)
 Received = list[dict[str, Any]]
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
-    max_leaves=8,
-)
 chats = st.fixed_dictionaries(
     {"body": st.text(min_size=1, max_size=MAX_BODY_CHARS + 5)},
     optional={
