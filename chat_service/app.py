@@ -28,8 +28,8 @@ def make_broadcaster(config: Config) -> Broadcaster:
 
 
 class ChatRuntime:
-    """The hub, the broadcaster, the handler and the capacity of one instance, and whether
-    they are ready to serve.
+    """The hub, the broadcaster, the handler and the capacity of one
+    instance, and whether they are ready to serve.
 
     `make_handler_config` builds the HandlerConfig (hooks) around the
     runtime's broadcaster; the default has the logging hooks.
