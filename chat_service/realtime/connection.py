@@ -79,12 +79,25 @@ class Connection:
             return False
         return True
 
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the outbox to be sent."""
+        return self._outbox.statistics().current_buffer_used
+
     def close(self, code: CloseCode, reason: str) -> None:
         """End this connection now, dropping what is queued; the first close
         code given is the one the client receives."""
         if self.close_reason is None:
             self.close_reason = (code, reason)
         self._outbox_in.close()
+        # Free the queued frames now: a send to a client that does not read
+        # cannot be cancelled (Hypercorn shields it), and this connection lives
+        # until that send ends.
+        while True:
+            try:
+                self._outbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
         self._scope.cancel()
 
     def finish(self, code: CloseCode, reason: str) -> None:
