@@ -23,7 +23,11 @@ GRACE = 4.0
 # write to it blocks and holds the drain open until the grace runs out.
 FLOOD_FRAMES = 140
 FLOOD_BODY = 60_000
-STUCK_ENV = {"MAX_BODY_CHARS": str(FLOOD_BODY), "MAX_MESSAGE_BYTES": str(FLOOD_BODY + 1000)}
+STUCK_ENV = {
+    "MAX_BODY_CHARS": str(FLOOD_BODY),
+    "MAX_MESSAGE_BYTES": str(FLOOD_BODY + 1000),
+    "RATE_LIMIT_PER_SECOND": "0",  # the flood and the senders' bursts are the point
+}
 ROOMS = 5
 CLIENTS = 200
 SENDERS_PER_ROOM = 2

@@ -23,6 +23,10 @@ Schema = dict[str, Any]
 CLOSE_CODE_MEANINGS: Final[dict[CloseCode, str]] = {
     CloseCode.NORMAL: "normal close",
     CloseCode.GOING_AWAY: "the server is shutting down: reconnect (to any instance)",
+    CloseCode.PROTOCOL_ERROR: (
+        "a frame that breaks RFC 6455 (unmasked, reserved opcode, fragmented control frame)"
+    ),
+    CloseCode.INVALID_DATA: "a text frame that is not valid UTF-8",
     CloseCode.POLICY_VIOLATION: (
         "policy violation: repeated abuse, e.g. rate limit exceeded again and again"
     ),

@@ -78,6 +78,7 @@ REFUSALS: Final = (
         {
             "invalid_room": "the room name is not 1 to 64 characters of A-Z a-z 0-9 . _ -",
             "invalid_user_id": "(auth off) the user_id is not a valid name",
+            "invalid_handshake": "Sec-WebSocket-Key is not 16 bytes in base64 (RFC 6455)",
         },
     ),
     Refusal(

@@ -85,7 +85,18 @@ def _health_paths() -> Schema:
             {
                 "200": {
                     "description": "Alive",
-                    "content": _json(_closed_object({"status": {"const": "ok"}})),
+                    "content": _json(
+                        _closed_object(
+                            {
+                                "status": {"const": "ok"},
+                                "tasks": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "description": "trio tasks the process runs (for leak checks)",
+                                },
+                            }
+                        )
+                    ),
                 }
             },
         ),
