@@ -112,7 +112,8 @@ class Hub:
 
     async def wait_frames_handled(self) -> None:
         """Return once no connection is handling a client's frame (after
-        `stop_receiving`: every frame taken from a client has been handled)."""
+        `stop_receiving`: every frame taken from a client has been handled).
+        Cancellation only stops the wait."""
         for conn in self.connections():
             await conn.wait_frame_handled()
 
