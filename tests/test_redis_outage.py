@@ -1,0 +1,159 @@
+"""Redis going away, coming back, or never there: the instances keep serving."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+import port_for
+import pytest
+import trio
+import trio.testing
+from pytest_redis.executor import RedisExecutor
+
+from chat_service.realtime.message import encode
+
+from .conftest import StartRedis, StartServer
+from .helpers import WAIT, connect
+from .redis_helpers import (
+    FAST_RECONNECT,
+    broadcaster,
+    chat_bodies,
+    readyz,
+    start_instances,
+    tcp_url,
+    wait_connected,
+)
+
+OUTAGE_LOG = "redis unavailable"
+
+
+async def test_sigkilled_redis_degrades_to_local_then_recovers_without_duplicates(
+    start_server: StartServer, redis_server: RedisExecutor, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="chat_service")
+    a, b = await start_instances(start_server, tcp_url(redis_server), 2, join_leave_events=False)
+    async with (
+        connect(a.url("r")) as alice,
+        connect(a.url("r")) as anna,
+        connect(b.url("r")) as bob,
+    ):
+        await alice.send({"body": "before"})
+        for client in (alice, anna, bob):
+            assert (await client.receive_type("chat"))["body"] == "before"
+
+        await trio.to_thread.run_sync(redis_server.kill)  # SIGKILL
+        await wait_connected(a, False)
+        await wait_connected(b, False)
+        assert await readyz(a) == (503, {"status": "not_ready", "reason": "redis_unavailable"})
+
+        # Meanwhile each instance still serves its own clients.
+        await alice.send({"body": "during"})
+        for client in (alice, anna):
+            assert (await client.receive_type("chat"))["body"] == "during"
+
+        await trio.to_thread.run_sync(redis_server.start)  # same port
+        await wait_connected(a)
+        await wait_connected(b)
+        assert (await readyz(a))[0] == 200
+        assert (await readyz(b))[0] == 200
+
+        await alice.send({"body": "after-a"})
+        await bob.send({"body": "after-b"})
+        clients = {"alice": alice, "anna": anna, "bob": bob}
+        received = {
+            name: [await client.receive_type("chat"), await client.receive_type("chat")]
+            for name, client in clients.items()
+        }
+        await broadcaster(a).flush()
+        await broadcaster(b).flush()
+        bodies = {
+            name: chat_bodies(received[name] + await client.drain_until_sync())
+            for name, client in clients.items()
+        }
+
+    assert sorted(bodies["alice"]) == ["after-a", "after-b"]
+    assert bodies["anna"] == bodies["alice"]
+    assert bodies["bob"] == bodies["alice"], "one order, no duplicates, after the outage"
+    # Each instance logged the outage once, however many reconnects failed.
+    outages = [r for r in caplog.records if r.getMessage().startswith(OUTAGE_LOG)]
+    assert len(outages) == 2, [r.getMessage() for r in outages]
+
+
+async def test_unreachable_redis_at_start_serves_locally_and_keeps_trying(
+    start_server: StartServer, start_redis: StartRedis
+) -> None:
+    port = port_for.select_random()
+    server = await start_server(redis_url=f"redis://127.0.0.1:{port}", **FAST_RECONNECT)
+    assert await readyz(server) == (503, {"status": "not_ready", "reason": "redis_unavailable"})
+    with trio.fail_after(WAIT):
+        await broadcaster(server).flush()  # nothing in flight while Redis is down
+    async with connect(server.url("r")) as alice, connect(server.url("r")) as bob:
+        await alice.send({"body": "local"})
+        assert (await bob.receive_type("chat"))["body"] == "local"
+
+        redis = await trio.to_thread.run_sync(lambda: start_redis(port=port))
+        await wait_connected(server)
+        assert (await readyz(server))[0] == 200
+        # The room with local members was subscribed on the way up.
+        (other,) = await start_instances(start_server, tcp_url(redis), 1)
+        async with connect(other.url("r")) as carol:
+            await carol.send({"body": "across"})
+            for client in (alice, bob):
+                assert (await client.receive_type("chat"))["body"] == "across"
+
+
+async def test_full_publish_queue_makes_publishers_wait(
+    start_server: StartServer, redis_server: RedisExecutor, nursery: trio.Nursery
+) -> None:
+    (server,) = await start_instances(start_server, tcp_url(redis_server), 1)
+    fanout = broadcaster(server)
+    fanout._queue_size = 2  # a tiny queue, so that a few frames fill it
+    frame = encode({"type": "chat", "body": "x"})
+    os.kill(redis_server.process.pid, signal.SIGSTOP)  # Redis stops answering
+    try:
+        await fanout.publish("r", frame)
+        await trio.testing.wait_all_tasks_blocked()  # its batch is in flight, unanswered
+        for _ in range(2):  # fill the queue
+            await fanout.publish("r", frame)
+        done = trio.Event()
+
+        async def publish_one_more() -> None:
+            await fanout.publish("r", frame)
+            done.set()
+
+        nursery.start_soon(publish_one_more)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not done.is_set(), "publish() did not wait for room in the queue"
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    with trio.fail_after(WAIT):
+        await done.wait()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost:6379?db=abc",
+        "rediss://localhost:6379?ssl_cert_reqs=sometimes",
+        "redis://localhost:notaport",
+        "unix://",
+    ],
+)
+def test_malformed_redis_url_exits_2_with_one_line(url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "chat_service"],
+        env=env | {"REDIS_URL": url, "PORT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "REDIS_URL" in lines[0]
