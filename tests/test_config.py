@@ -29,11 +29,14 @@ def test_values_are_parsed() -> None:
             "LOG_LEVEL": "debug",
             "REDIS_URL": "redis://:pw@localhost:6380/2",
             "JOIN_LEAVE_EVENTS": "false",
+            "REDIS_RECONNECT_MIN": "0.5",
+            "REDIS_RECONNECT_MAX": "30",
         }
     )
     assert (config.port, config.auth_enabled, config.heartbeat_interval) == (9000, True, 0.5)
     assert (config.log_level, config.join_leave_events) == ("DEBUG", False)
     assert config.redis_url == "redis://:pw@localhost:6380/2"
+    assert (config.redis_reconnect_min, config.redis_reconnect_max) == (0.5, 30.0)
 
 
 @pytest.mark.parametrize(
@@ -50,6 +53,9 @@ def test_values_are_parsed() -> None:
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
         ({"REDIS_URL": "redis://localhost:port"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://localhost?db=abc"}, "REDIS_URL"),
+        ({"REDIS_RECONNECT_MIN": "0"}, "REDIS_RECONNECT_MIN"),
+        ({"REDIS_RECONNECT_MIN": "5", "REDIS_RECONNECT_MAX": "1"}, "REDIS_RECONNECT_MAX"),
     ],
 )
 def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) -> None:
