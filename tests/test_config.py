@@ -70,6 +70,9 @@ def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) 
         ({"AUTH_ENABLED": "1"}, "AUTH_JWT_SECRET"),
         ({"MAX_MESSAGE_BYTES": "-5"}, "MAX_MESSAGE_BYTES"),
         ({"REDIS_URL": "redis://host:notaport"}, "REDIS_URL"),
+        # Malformed in ways only coredis' own URL parsing finds.
+        ({"REDIS_URL": "redis://localhost:6379?db=abc"}, "REDIS_URL"),
+        ({"REDIS_URL": "rediss://localhost:6379?ssl_cert_reqs=sometimes"}, "REDIS_URL"),
     ],
 )
 def test_bad_config_exits_2_with_one_line(environ: dict[str, str], variable: str) -> None:
