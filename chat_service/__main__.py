@@ -39,6 +39,10 @@ def main() -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    if config.log_level != "DEBUG":
+        # coredis logs each lost connection at INFO (with an empty traceback);
+        # the Redis broadcaster already logs an outage once, in our words.
+        logging.getLogger("coredis").setLevel(logging.WARNING)
     log.info("starting host=%s port=%s redis=%s", config.host, config.port, bool(config.redis_url))
     trio.run(lambda: serve(config, shutdown_trigger=_wait_for_signal))
     log.info("stopped")

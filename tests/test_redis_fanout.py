@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import port_for
+import pytest
 import trio
+from mirakuru import TCPExecutor
 from pytest_redis.executor import RedisExecutor
 
 from chat_service.realtime.message import encode
@@ -184,3 +191,37 @@ async def test_unix_socket_and_password_with_database(
             entries = await clients_named(redis, broadcaster(server).client_name)
             assert entries
             assert {entry["db"] for entry in entries} == {3}
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[TCPExecutor, Path]]:
+    """A redis-server speaking only TLS, with a self-signed certificate for
+    127.0.0.1; the certificate is its own CA."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    openssl += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+    openssl += ["-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        openssl,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    port = port_for.select_random()
+    command = [shutil.which("redis-server") or "redis-server", "--port", "0", "--save", ""]
+    command += ["--bind", "127.0.0.1", "--tls-port", str(port), "--tls-auth-clients", "no"]
+    command += ["--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    command += ["--tls-ca-cert-file", str(cert), "--dir", str(tmp_path)]
+    with TCPExecutor(command, host="127.0.0.1", port=port, timeout=10) as executor:
+        yield executor, cert
+
+
+async def test_tls_url_with_certificate_check(
+    start_server: StartServer, tls_redis: tuple[TCPExecutor, Path]
+) -> None:
+    redis, cert = tls_redis
+    url = f"rediss://127.0.0.1:{redis.port}?ssl_ca_certs={cert}&ssl_cert_reqs=required"
+    a, b = await start_instances(start_server, url, 2)
+    async with connect(a.url("r")) as alice, connect(b.url("r")) as bob:
+        await alice.send({"body": "over TLS"})
+        assert (await bob.receive_type("chat"))["body"] == "over TLS"
