@@ -21,6 +21,7 @@ from .redis_helpers import (
     broadcaster,
     chat_bodies,
     readyz,
+    redis_client,
     start_instances,
     tcp_url,
     wait_connected,
@@ -52,12 +53,19 @@ async def test_sigkilled_redis_degrades_to_local_then_recovers_without_duplicate
         await alice.send({"body": "during"})
         for client in (alice, anna):
             assert (await client.receive_type("chat"))["body"] == "during"
-
-        await trio.to_thread.run_sync(redis_server.start)  # same port
-        await wait_connected(a)
-        await wait_connected(b)
-        assert (await readyz(a))[0] == 200
-        assert (await readyz(b))[0] == 200
+        # A room that got its first member during the outage.
+        async with connect(b.url("fresh")):
+            await trio.to_thread.run_sync(redis_server.start)  # same port
+            await wait_connected(a)
+            await wait_connected(b)
+            assert (await readyz(a))[0] == 200
+            assert (await readyz(b))[0] == 200
+            # Each instance resubscribed exactly the rooms it has members in.
+            async with redis_client(redis_server) as redis:
+                channels = set(await redis.pubsub_channels("chat:room:*"))
+                assert await redis.pubsub_numsub("chat:room:r") == {"chat:room:r": 2}
+            controls = {broadcaster(a).control_channel, broadcaster(b).control_channel}
+            assert channels == {"chat:room:r", "chat:room:fresh"} | controls
 
         await alice.send({"body": "after-a"})
         await bob.send({"body": "after-b"})
