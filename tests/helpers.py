@@ -107,18 +107,25 @@ async def connect(url: str, **kwargs: Any) -> AsyncIterator[Client]:
         # We own the TCP stream: trio-websocket's client leaves it open after
         # a close the server started (it waits for a TCP close, then never
         # closes its own socket).
-        async with stream:
-            with trio.fail_after(WAIT):
-                ws = await wrap_client_stream(nursery, stream, parts.hostname, resource, **kwargs)
-            client = Client(ws)
-            try:
-                client.welcome = await client.receive()
-                assert client.welcome["type"] == "welcome", client.welcome
-                yield client
-            finally:
-                with trio.move_on_after(WAIT):
-                    await ws.aclose()
-                nursery.cancel_scope.cancel()
+        try:
+            async with stream:
+                with trio.fail_after(WAIT):
+                    ws = await wrap_client_stream(
+                        nursery, stream, parts.hostname, resource, **kwargs
+                    )
+                client = Client(ws)
+                try:
+                    client.welcome = await client.receive()
+                    assert client.welcome["type"] == "welcome", client.welcome
+                    yield client
+                finally:
+                    with trio.move_on_after(WAIT):
+                        await ws.aclose()
+        finally:
+            # Only after the stream is closed: a checkpoint in a cancelled
+            # nursery would turn a failing test's exception into Cancelled,
+            # which the nursery then swallows.
+            nursery.cancel_scope.cancel()
 
 
 async def raw_request(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
