@@ -110,6 +110,8 @@ class RedisBroadcaster(Broadcaster):
 
     @property
     def unready_reason(self) -> str | None:
+        """ "redis_unavailable" until a session with Redis is up, and again
+        from the moment it fails until the next one is."""
         return None if self._connected else "redis_unavailable"
 
     async def wait_connected(self, connected: bool = True) -> None:
@@ -159,6 +161,9 @@ class RedisBroadcaster(Broadcaster):
             del self._flush_waiters[token]
 
     def subscribe(self, room: str) -> trio.Event:
+        """See `Broadcaster.subscribe`. The event is set once Redis has
+        acknowledged the SUBSCRIBE, or at once while Redis is down (this
+        instance's own frames reach the room without a subscription)."""
         subscribed = self._rooms[room] = trio.Event()
         if not self._connected or room in self._active:
             subscribed.set()
@@ -177,6 +182,8 @@ class RedisBroadcaster(Broadcaster):
         """Queue one payload for the publisher, waiting while the queue is
         full; while Redis is down, hand it straight to local delivery.
         If cancelled, the payload was not queued."""
+        if self._deliver is None:
+            raise trio.ClosedResourceError("the broadcaster is not running")
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._connected and len(self._queue) >= self._queue_size:
             await self._queue_space.park()
@@ -302,6 +309,7 @@ class RedisBroadcaster(Broadcaster):
                         subscribed.set()
 
     async def _receive(self, pubsub: PubSub[Any]) -> None:
+        """Dispatch every message of the subscribed channels, in order."""
         while True:
             message = await pubsub.get_message()
             if message is not None and message["type"] == "message":
