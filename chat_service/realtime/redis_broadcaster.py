@@ -182,11 +182,11 @@ class RedisBroadcaster(Broadcaster):
         """Queue one payload for the publisher, waiting while the queue is
         full; while Redis is down, hand it straight to local delivery.
         If cancelled, the payload was not queued."""
-        if self._deliver is None:
-            raise trio.ClosedResourceError("the broadcaster is not running")
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._connected and len(self._queue) >= self._queue_size:
             await self._queue_space.park()
+        if self._deliver is None:
+            raise trio.ClosedResourceError("the broadcaster is not running")
         if self._connected:
             self._queue.append((channel, payload))
             self._queue_filled.unpark()
