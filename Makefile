@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest redis-server clean
+.PHONY: run test lint typecheck pytest openapi redis-server clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP) redis-server
 	$(BIN)/pytest
+
+## openapi: regenerate the committed API documents (openapi/) from the code
+openapi: $(STAMP)
+	$(BIN)/python -m chat_service.api.documents
 
 # The Redis tests start their own redis-server processes; install the binary where it is missing.
 redis-server:

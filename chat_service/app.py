@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 
 from .config import Config
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
+from .realtime.capacity import Capacity
 from .realtime.redis_broadcaster import RedisBroadcaster
 
 __all__ = ["ChatRuntime", "create_app"]
@@ -31,8 +32,8 @@ def make_broadcaster(config: Config) -> Broadcaster:
 
 
 class ChatRuntime:
-    """The hub, the broadcaster and the handler of one instance, and whether
-    they are ready to serve.
+    """The hub, the broadcaster, the handler and the capacity of one
+    instance, and whether they are ready to serve.
 
     `make_handler_config` builds the HandlerConfig (hooks) around the
     runtime's broadcaster; the default has the logging hooks.
@@ -46,7 +47,15 @@ class ChatRuntime:
     ) -> None:
         self.config = config
         self.broadcaster = make_broadcaster(config)
-        self.hub = Hub(self.broadcaster, heartbeat_interval=config.heartbeat_interval)
+        self.hub = Hub(
+            self.broadcaster,
+            heartbeat_interval=config.heartbeat_interval,
+            batch_window=config.batch_window,
+        )
+        self.capacity = Capacity(
+            max_connections=config.max_connections,
+            max_per_user=config.max_connections_per_user,
+        )
         if make_handler_config is None:
             handler_config = HandlerConfig(self.broadcaster, auth_required=config.auth_enabled)
         else:
@@ -85,7 +94,7 @@ def create_app(runtime: ChatRuntime) -> QuartTrio:
     """The Quart-Trio app with every route, serving from `runtime`."""
     from .api.routes import register_routes
 
-    app = QuartTrio(__name__)
+    app = QuartTrio(__name__, static_folder=None)  # no /static route: the service has no files
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     register_routes(app, runtime)
     return app

@@ -172,6 +172,19 @@ class Config:
     # seconds; 0 flushes at once.
     batch_window: float = _env("BATCH_WINDOW", _non_negative_float, 0.02)
     max_connections: int = _env("MAX_CONNECTIONS", _non_negative_int, 10000)
+    # 0: no per-user limit (without auth, user_id is whatever the client says).
+    max_connections_per_user: int = _env("MAX_CONNECTIONS_PER_USER", _non_negative_int, 0)
+    # Frames per second one connection may send, sustained; 0 turns the limit
+    # off. 10/s is far above human typing and still cheap to serve.
+    rate_limit_per_second: float = _env("RATE_LIMIT_PER_SECOND", _non_negative_float, 10.0)
+    # Frames a connection may send at once after being quiet: a pasted
+    # paragraph or a reconnect resending its backlog.
+    rate_limit_burst: int = _env("RATE_LIMIT_BURST", _positive_int, 20)
+    # Refused frames within RATE_LIMIT_STRIKE_WINDOW seconds before the
+    # client is closed with 1008: a buggy client gets a few `rate_limited`
+    # answers to back off on, a flooder is cut off within a second.
+    rate_limit_strikes: int = _env("RATE_LIMIT_STRIKES", _positive_int, 10)
+    rate_limit_strike_window: float = _env("RATE_LIMIT_STRIKE_WINDOW", _positive_float, 10.0)
     shutdown_grace_seconds: float = _env("SHUTDOWN_GRACE_SECONDS", _positive_float, 10.0)
 
     @classmethod

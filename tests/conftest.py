@@ -25,23 +25,26 @@ from .helpers import RunningServer
 StartServer = Callable[..., Awaitable[RunningServer]]
 
 
+async def start_server_in(
+    nursery: trio.Nursery,
+    *,
+    make_handler_config: Callable[[Broadcaster], HandlerConfig] | None = None,
+    **settings: Any,
+) -> RunningServer:
+    """Start an instance with some settings changed in `nursery`."""
+    # Most tests send faster than a person types; the rate limit's own
+    # tests switch it on.
+    settings.setdefault("rate_limit_per_second", 0)
+    config = dataclasses.replace(Config(), port=0, **settings)
+    runtime = ChatRuntime(config, make_handler_config=make_handler_config)
+    binds = await nursery.start(partial(serve, config, runtime=runtime))
+    return RunningServer(runtime, int(binds[0].rsplit(":", 1)[1]))
+
+
 @pytest.fixture
 def start_server(nursery: trio.Nursery) -> StartServer:
-    """Start an instance with some settings changed; it stops with the test
-    (or with `in_nursery`, if given)."""
-
-    async def start(
-        *,
-        make_handler_config: Callable[[Broadcaster], HandlerConfig] | None = None,
-        in_nursery: trio.Nursery | None = None,
-        **settings: Any,
-    ) -> RunningServer:
-        config = dataclasses.replace(Config(), port=0, **settings)
-        runtime = ChatRuntime(config, make_handler_config=make_handler_config)
-        binds = await (in_nursery or nursery).start(partial(serve, config, runtime=runtime))
-        return RunningServer(runtime, int(binds[0].rsplit(":", 1)[1]))
-
-    return start
+    """Start an instance with some settings changed; it stops with the test."""
+    return partial(start_server_in, nursery)
 
 
 @pytest.fixture

@@ -122,9 +122,9 @@ async def connect(url: str, **kwargs: Any) -> AsyncIterator[Client]:
                     with trio.move_on_after(WAIT):
                         await ws.aclose()
         finally:
-            # Only after the stream is closed: a checkpoint in a cancelled
-            # nursery would turn a failing test's exception into Cancelled,
-            # which the nursery then swallows.
+            # Only after the stream is closed: cancelling first would make its
+            # aclose raise Cancelled, which the nursery then swallows along
+            # with whatever the test raised.
             nursery.cancel_scope.cancel()
 
 

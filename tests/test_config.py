@@ -90,3 +90,38 @@ def test_bad_config_exits_2_with_one_line(environ: dict[str, str], variable: str
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_limit_defaults_and_values() -> None:
+    config = Config.load({})
+    assert (config.rate_limit_per_second, config.rate_limit_burst) == (10.0, 20)
+    assert (config.rate_limit_strikes, config.rate_limit_strike_window) == (10, 10.0)
+    assert (config.max_connections, config.max_connections_per_user) == (10000, 0)
+    config = Config.load(
+        {
+            "RATE_LIMIT_PER_SECOND": "0",
+            "RATE_LIMIT_BURST": "5",
+            "RATE_LIMIT_STRIKES": "3",
+            "RATE_LIMIT_STRIKE_WINDOW": "2.5",
+            "MAX_CONNECTIONS_PER_USER": "4",
+        }
+    )
+    assert (config.rate_limit_per_second, config.rate_limit_burst) == (0.0, 5)
+    assert (config.rate_limit_strikes, config.rate_limit_strike_window) == (3, 2.5)
+    assert config.max_connections_per_user == 4
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RATE_LIMIT_PER_SECOND", "-1"),
+        ("RATE_LIMIT_PER_SECOND", "inf"),
+        ("RATE_LIMIT_BURST", "0"),
+        ("RATE_LIMIT_STRIKES", "0"),
+        ("RATE_LIMIT_STRIKE_WINDOW", "0"),
+        ("MAX_CONNECTIONS_PER_USER", "-1"),
+    ],
+)
+def test_bad_limits_name_their_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{variable}"):
+        Config.load({variable: value})

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from pytest_redis.executor import RedisExecutor
 
 from chat_service.realtime.message import encode
 
-from .conftest import StartRedis, StartServer
+from .conftest import StartRedis, StartServer, start_server_in
 from .helpers import WAIT, Client, RunningServer, connect
 from .redis_helpers import (
     broadcaster,
@@ -166,7 +167,7 @@ async def test_stopping_closes_every_redis_connection(
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as own:
             # This instance's nursery is ours, so we can stop it mid-test.
-            (server,) = await start_instances(start_server, url, 1, in_nursery=own)
+            (server,) = await start_instances(partial(start_server_in, own), url, 1)
             name = broadcaster(server).client_name
             async with connect(server.url("r")) as client:
                 await client.send({"body": "hello"})

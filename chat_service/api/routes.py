@@ -8,12 +8,14 @@ from quart import Response, jsonify, websocket
 from quart_trio import QuartTrio
 
 from ..app import ChatRuntime
+from ..realtime.capacity import AtCapacity
 from ..realtime.message import DEFAULT_ROOM, is_valid_name
 from .auth import AuthError, authenticate
+from .docs import register_docs
+from .handshake import WS_PATH
 
 __all__ = ["WS_PATH", "register_routes"]
 
-WS_PATH = "/api/chat-api/ws"
 _NAME_RULE = "1 to 64 characters of A-Z a-z 0-9 . _ -"
 
 
@@ -25,7 +27,8 @@ def _refusal(status: int, error: str, detail: str, **headers: str) -> Response:
 
 
 def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
-    """Mount the health, readiness and chat WebSocket routes on `app`."""
+    """Mount the health, readiness, API documents and chat WebSocket routes on `app`."""
+    register_docs(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -60,14 +63,19 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
                 return _refusal(400, "invalid_user_id", f"a user_id is {_NAME_RULE}")
         if runtime.unready_reason() == "draining":
             return _refusal(503, "shutting_down", "this instance is shutting down; reconnect")
-        if runtime.hub.connection_count() >= runtime.config.max_connections:
-            return _refusal(503, "at_capacity", "this instance is at capacity; retry later")
-        await runtime.handler.handle(
-            websocket._get_current_object(),  # type: ignore[attr-defined]
-            room=room,
-            user_id=user_id,
-            batch=websocket.args.get("batch") == "1",
-        )
+        try:
+            runtime.capacity.acquire(user_id)
+        except AtCapacity as exc:
+            return _refusal(exc.status, exc.error, exc.detail)
+        try:
+            await runtime.handler.handle(
+                websocket._get_current_object(),  # type: ignore[attr-defined]
+                room=room,
+                user_id=user_id,
+                batch=websocket.args.get("batch") == "1",
+            )
+        finally:
+            runtime.capacity.release(user_id)
         return None
 
     @app.websocket(WS_PATH)

@@ -11,6 +11,7 @@ from typing import Protocol
 import trio
 
 from .close_codes import CloseCode
+from .flush import FlushTicker
 
 __all__ = ["Connection", "Transport"]
 
@@ -48,11 +49,13 @@ class Connection:
         send_queue_size: int,
         heartbeat_deadline: float,
         batch: bool = False,
+        flush_ticker: FlushTicker | None = None,
     ) -> None:
         self.id = secrets.token_hex(8)
         self.room = room
         self.user_id = user_id
         self.batch = batch
+        self._flush_ticker = flush_ticker if batch else None
         self.close_reason: tuple[CloseCode, str] | None = None
         self._heartbeat_deadline = heartbeat_deadline
         self._outbox_in, self._outbox = trio.open_memory_channel[str](send_queue_size)
@@ -76,12 +79,25 @@ class Connection:
             return False
         return True
 
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the outbox to be sent."""
+        return self._outbox.statistics().current_buffer_used
+
     def close(self, code: CloseCode, reason: str) -> None:
         """End this connection now, dropping what is queued; the first close
         code given is the one the client receives."""
         if self.close_reason is None:
             self.close_reason = (code, reason)
         self._outbox_in.close()
+        # Free the queued frames now: a send to a client that does not read
+        # cannot be cancelled (Hypercorn shields it), and this connection lives
+        # until that send ends.
+        while True:
+            try:
+                self._outbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
         self._scope.cancel()
 
     def finish(self, code: CloseCode, reason: str) -> None:
@@ -110,6 +126,13 @@ class Connection:
             if self.batch:
                 frame = self._coalesce(frame)
             await transport.send(frame)
+            if self._flush_ticker is not None and self._has_queued_frames():
+                # Busy: let the room's inbound traffic catch up, then flush with
+                # every other busy connection at the next tick.
+                await self._flush_ticker.wait_for_tick()
+
+    def _has_queued_frames(self) -> bool:
+        return self._outbox.statistics().current_buffer_used > 0
 
     def _coalesce(self, first: str) -> str:
         """`first` and whatever else is queued now, joined into one batched frame."""

@@ -28,6 +28,7 @@ from .message import (
     now_ms,
     parse_client_frame,
 )
+from .rate_limit import limit_rate
 
 __all__ = ["Handler", "HandlerConfig", "WebSocket"]
 
@@ -105,6 +106,7 @@ class Handler:
             batch=batch,
             send_queue_size=self._config.send_queue_size,
             heartbeat_deadline=self._config.heartbeat_deadline,
+            flush_ticker=self._hub.flush_ticker,
         )
         joined = False
         try:
@@ -113,7 +115,7 @@ class Handler:
             joined = True
             await self._hooks.on_connect(conn)
             await self._announce(conn, MessageType.JOIN)
-            await conn.serve(websocket, self._on_frame)
+            await conn.serve(websocket, limit_rate(self._on_frame, self._config))
         except Exception:
             log.exception("connection failed client_id=%s user_id=%s", conn.id, conn.user_id)
             conn.close(CloseCode.INTERNAL_ERROR, "internal error")
@@ -152,7 +154,8 @@ class Handler:
         await self._broadcaster.publish(conn.room, event.encode(), skip=conn.id)
 
     async def _on_frame(self, conn: Connection, data: str | bytes) -> None:
-        if isinstance(data, bytes):
+        if not isinstance(data, str):
+            # Quart-Trio hands over an empty binary frame as None (`bytes or text`).
             conn.enqueue(_BINARY_REFUSED)
             return
         try:

@@ -9,6 +9,7 @@ import trio
 
 from .broadcaster import Broadcaster
 from .connection import Connection
+from .flush import FlushTicker
 from .message import PING_FRAME
 
 __all__ = ["Hub"]
@@ -37,9 +38,12 @@ class Hub:
     instance receives only the traffic of rooms it has members in.
     """
 
-    def __init__(self, broadcaster: Broadcaster, *, heartbeat_interval: float) -> None:
+    def __init__(
+        self, broadcaster: Broadcaster, *, heartbeat_interval: float, batch_window: float
+    ) -> None:
         self._broadcaster = broadcaster
         self._heartbeat_interval = heartbeat_interval
+        self.flush_ticker = FlushTicker(batch_window)
         self._rooms: dict[str, _Room] = {}
         self._count = 0
 
@@ -103,8 +107,14 @@ class Hub:
                 conn.enqueue(frame)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Send the heartbeat `ping` to every connection every interval, until cancelled."""
-        task_status.started()
+        """Run the heartbeat and the flush ticker of batched connections until cancelled."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.flush_ticker.run)
+            task_status.started()
+            await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        """Send the heartbeat `ping` to every connection every interval."""
         while True:
             await trio.sleep(self._heartbeat_interval)
             for conn in self.connections():

@@ -20,6 +20,8 @@ from typing import Any, Final
 
 __all__ = [
     "DEFAULT_ROOM",
+    "MAX_CLIENT_MSG_ID",
+    "NAME_PATTERN",
     "PING_FRAME",
     "ChatRequest",
     "ClientFrame",
@@ -38,8 +40,11 @@ __all__ = [
 ]
 
 DEFAULT_ROOM: Final = "lobby"
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_MAX_CLIENT_MSG_ID: Final = 64
+# A room or user name. The API documents publish it as a JSON Schema pattern;
+# `is_valid_name` fullmatches it, so a trailing newline is refused here too.
+NAME_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
+_NAME = re.compile(NAME_PATTERN)
+MAX_CLIENT_MSG_ID: Final = 64
 
 
 class MessageType(StrEnum):
@@ -242,12 +247,12 @@ def _parse_chat(obj: dict[str, Any], max_body_chars: int) -> ChatRequest:
     client_msg_id = obj.get("client_msg_id")
     if client_msg_id is not None and not (
         isinstance(client_msg_id, str)
-        and len(client_msg_id) <= _MAX_CLIENT_MSG_ID
+        and len(client_msg_id) <= MAX_CLIENT_MSG_ID
         and _is_unicode(client_msg_id)
     ):
         raise FrameError(
             ErrorCode.INVALID_MESSAGE,
-            f"client_msg_id must be a string of at most {_MAX_CLIENT_MSG_ID} characters",
+            f"client_msg_id must be a string of at most {MAX_CLIENT_MSG_ID} characters",
         )
     return ChatRequest(body, client_msg_id)
 

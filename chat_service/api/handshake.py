@@ -1,0 +1,108 @@
+"""The WebSocket handshake as the API documents describe it: the paths, what
+an upgrade request may carry, and how it can be refused before the upgrade.
+
+One description for both documents (OpenAPI for the HTTP side, AsyncAPI for
+the channels); tests hold the routes to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..realtime.schemas import NAME_SCHEMA
+
+__all__ = [
+    "API_PREFIX",
+    "AUTHORIZATION_HEADER",
+    "AUTH_DESCRIPTION",
+    "QUERY_PARAMETERS",
+    "REFUSALS",
+    "WS_PATH",
+    "Refusal",
+]
+
+API_PREFIX: Final = "/api/chat-api"
+WS_PATH: Final = f"{API_PREFIX}/ws"
+
+Schema = dict[str, Any]
+
+AUTH_DESCRIPTION: Final = (
+    "Only when AUTH_ENABLED=true, in the upgrade request: an HS256 JWT signed with "
+    "AUTH_JWT_SECRET, as `Authorization: Bearer <jwt>` or the `token` query parameter; "
+    "`exp` is enforced and `sub` becomes the user_id. Without auth, neither is needed."
+)
+
+QUERY_PARAMETERS: Final[dict[str, Schema]] = {
+    "user_id": NAME_SCHEMA
+    | {
+        "description": (
+            "Who is speaking, when AUTH_ENABLED=false (default `anonymous`); "
+            "1 to 64 characters of A-Z a-z 0-9 . _ -. Ignored when auth is on."
+        )
+    },
+    "token": {
+        "type": "string",
+        "description": (
+            "A JWT, when AUTH_ENABLED=true and the client cannot set the Authorization "
+            "header (browsers): HS256, `exp` enforced, `sub` becomes the user_id."
+        ),
+    },
+    "batch": {
+        "type": "string",
+        "description": (
+            "`1`: the server may put several messages in one text frame, separated by `\\n`. "
+            "Any other value: one message per frame."
+        ),
+    },
+}
+
+AUTHORIZATION_HEADER: Final[Schema] = {
+    "type": "string",
+    "pattern": "^Bearer ",
+    "description": "`Bearer <jwt>`, when AUTH_ENABLED=true (or use the `token` query parameter)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An HTTP answer to an upgrade request, sent instead of opening the WebSocket."""
+
+    status: int
+    errors: dict[str, str]  # the body's `error` -> when it is sent
+
+
+REFUSALS: Final = (
+    Refusal(
+        400,
+        {
+            "invalid_room": "the room name is not 1 to 64 characters of A-Z a-z 0-9 . _ -",
+            "invalid_user_id": "(auth off) the user_id is not a valid name",
+        },
+    ),
+    Refusal(
+        401,
+        {
+            "unauthorized": (
+                "(auth on) the JWT is missing, malformed, badly signed or expired; "
+                "with `WWW-Authenticate: Bearer`"
+            )
+        },
+    ),
+    Refusal(
+        429,
+        {
+            "too_many_connections": (
+                "this user_id has MAX_CONNECTIONS_PER_USER clients on this instance: "
+                "close one first"
+            )
+        },
+    ),
+    Refusal(
+        503,
+        {
+            "shutting_down": "this instance is draining: reconnect to any instance",
+            "at_capacity": "this instance has MAX_CONNECTIONS clients: retry later",
+        },
+    ),
+)

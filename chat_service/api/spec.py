@@ -1,0 +1,287 @@
+"""The OpenAPI 3.1 document of the service's HTTP side: health, the API
+documents and their docs page, and the WebSocket upgrade endpoints.
+
+The messages exchanged once a WebSocket is open are beyond OpenAPI; the
+AsyncAPI document (`asyncapi.py`) describes them. Tests hold the routes to
+this document (schemathesis for the HTTP endpoints, real upgrades for the
+WebSocket ones).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any, Final
+
+from ..realtime.message import DEFAULT_ROOM
+from ..realtime.schemas import NAME_SCHEMA
+from .handshake import API_PREFIX, AUTH_DESCRIPTION, QUERY_PARAMETERS, REFUSALS, WS_PATH
+
+__all__ = [
+    "ASYNCAPI_PATH",
+    "DOCS_ASSETS",
+    "DOCS_PATH",
+    "OPENAPI_PATH",
+    "SERVICE_VERSION",
+    "build_openapi",
+]
+
+Schema = dict[str, Any]
+
+SERVICE_VERSION: Final = version("chat_service")
+
+OPENAPI_PATH: Final = f"{API_PREFIX}/openapi.json"
+ASYNCAPI_PATH: Final = f"{API_PREFIX}/asyncapi.yaml"
+DOCS_PATH: Final = f"{API_PREFIX}/docs"
+# The files of swagger-ui-py's Swagger UI build that the docs page loads, and their media types.
+DOCS_ASSETS: Final = {
+    "swagger-ui.css": "text/css",
+    "swagger-ui-bundle.js": "text/javascript",
+    "favicon-32x32.png": "image/png",
+}
+
+_WEBSOCKET_TAG: Final = "WebSocket"
+
+_DESCRIPTION: Final = f"""\
+A real-time chat server: clients join a room over a WebSocket and every chat
+message of the room reaches every client in it.
+
+This document describes the HTTP side: health, these documents, and how a
+WebSocket is opened or refused. The frames exchanged over the WebSocket are
+described in the AsyncAPI document at [{ASYNCAPI_PATH}]({ASYNCAPI_PATH}).
+"""
+
+
+def _json(schema: Schema) -> Schema:
+    return {"application/json": {"schema": schema}}
+
+
+def _closed_object(properties: Schema) -> Schema:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def _get(tag: str, operation_id: str, summary: str, responses: Schema, **extra: Any) -> Schema:
+    return {
+        "get": {
+            "tags": [tag],
+            "operationId": operation_id,
+            "summary": summary,
+            **extra,
+            "responses": responses,
+        }
+    }
+
+
+def _health_paths() -> Schema:
+    return {
+        "/healthz": _get(
+            "Health",
+            "healthz",
+            "The process is alive and serving HTTP",
+            {
+                "200": {
+                    "description": "Alive",
+                    "content": _json(_closed_object({"status": {"const": "ok"}})),
+                }
+            },
+        ),
+        "/readyz": _get(
+            "Health",
+            "readyz",
+            "Whether this instance takes new clients",
+            {
+                "200": {
+                    "description": "Every long-lived task runs and fan-out works",
+                    "content": _json(
+                        _closed_object(
+                            {
+                                "status": {"const": "ready"},
+                                "connections": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "description": "WebSocket clients of this instance",
+                                },
+                            }
+                        )
+                    ),
+                },
+                "503": {
+                    "description": "Not ready; `reason` says why (e.g. `starting`, `draining`, `redis_unavailable`)",
+                    "content": _json(
+                        _closed_object(
+                            {"status": {"const": "not_ready"}, "reason": {"type": "string"}}
+                        )
+                    ),
+                },
+            },
+        ),
+    }
+
+
+def _documentation_paths() -> Schema:
+    return {
+        OPENAPI_PATH: _get(
+            "Documentation",
+            "openapi",
+            "This OpenAPI document",
+            {"200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}},
+        ),
+        ASYNCAPI_PATH: _get(
+            "Documentation",
+            "asyncapi",
+            "The AsyncAPI 3.0 document of the WebSocket messages",
+            {
+                "200": {
+                    "description": "AsyncAPI 3.0, YAML",
+                    "content": {"application/yaml": {"schema": {"type": "object"}}},
+                }
+            },
+        ),
+        DOCS_PATH: _get(
+            "Documentation",
+            "docs",
+            "A page that shows this document (Swagger UI, served by this service)",
+            {
+                "200": {
+                    "description": "The page",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                }
+            },
+        ),
+        f"{DOCS_PATH}/{{asset}}": _get(
+            "Documentation",
+            "docsAsset",
+            "A file the docs page loads",
+            {
+                "200": {
+                    "description": "The file",
+                    "content": {media: {} for media in sorted(set(DOCS_ASSETS.values()))},
+                },
+                "404": {
+                    "description": "No such file",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                },
+            },
+            parameters=[
+                {
+                    "name": "asset",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "enum": list(DOCS_ASSETS)},
+                }
+            ],
+        ),
+    }
+
+
+def _refusal_responses(*, named_room: bool) -> Schema:
+    responses: Schema = {}
+    for refusal in REFUSALS:
+        errors = {
+            error: when
+            for error, when in refusal.errors.items()
+            if named_room or error != "invalid_room"
+        }
+        response: Schema = {
+            "description": "Refused before the upgrade: "
+            + "; ".join(f"`{error}`: {when}" for error, when in errors.items()),
+            "content": _json(
+                _closed_object(
+                    {
+                        "error": {"type": "string", "enum": list(errors)},
+                        "detail": {"type": "string", "description": "for people"},
+                    }
+                )
+            ),
+        }
+        if refusal.status == 400:
+            response["description"] += (
+                "; and a plain HTTP request that is no WebSocket upgrade gets an HTML Bad Request"
+            )
+            response["content"]["text/html"] = {"schema": {"type": "string"}}
+        if refusal.status == 401:
+            response["headers"] = {
+                "WWW-Authenticate": {
+                    "required": True,
+                    "description": "`Bearer`",
+                    "schema": {"type": "string", "const": "Bearer"},
+                }
+            }
+        responses[str(refusal.status)] = response
+    return responses
+
+
+def _parameter(name: str, where: str, schema: Schema) -> Schema:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "description": schema["description"],
+        "schema": schema,
+    }
+
+
+def _websocket_operation(*, named_room: bool) -> Schema:
+    room = "{room}" if named_room else f"the default room {DEFAULT_ROOM}"
+    parameters = [_parameter(name, "query", schema) for name, schema in QUERY_PARAMETERS.items()]
+    if named_room:
+        parameters.insert(0, _parameter("room", "path", NAME_SCHEMA))
+    return {
+        "get": {
+            "tags": [_WEBSOCKET_TAG],
+            "operationId": "chatRoom" if named_room else "chatDefaultRoom",
+            "summary": f"Join {room} over a WebSocket",
+            "description": (
+                f"A WebSocket upgrade (RFC 6455) that joins {room}. The first frame is "
+                "`welcome`; from then on every chat message of the room reaches every client "
+                "in it, the sender included, and only them; `join`/`leave` events reach the "
+                "room's other clients; `pong` and `error` frames reach their client alone. "
+                f"The frames are described in the AsyncAPI document ({ASYNCAPI_PATH}).\n\n"
+                f"Authentication: {AUTH_DESCRIPTION}"
+            ),
+            "parameters": parameters,
+            "security": [{}, {"bearerAuth": []}],
+            "responses": {
+                "101": {"description": "Switching Protocols: the WebSocket is open"},
+                **_refusal_responses(named_room=named_room),
+            },
+        }
+    }
+
+
+def build_openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of this version of the service (a new dict each call)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "chat_service",
+            "version": SERVICE_VERSION,
+            "summary": "Real-time WebSocket chat: rooms, fan-out across instances",
+            "description": _DESCRIPTION,
+        },
+        "tags": [
+            {"name": _WEBSOCKET_TAG, "description": "Real-time WebSocket endpoints"},
+            {"name": "Health", "description": "Liveness and readiness for orchestrators"},
+            {"name": "Documentation", "description": "The API documents and their page"},
+        ],
+        "paths": {
+            WS_PATH: _websocket_operation(named_room=False),
+            f"{WS_PATH}/{{room}}": _websocket_operation(named_room=True),
+            **_health_paths(),
+            **_documentation_paths(),
+        },
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": AUTH_DESCRIPTION,
+                }
+            }
+        },
+    }

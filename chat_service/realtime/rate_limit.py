@@ -1,0 +1,112 @@
+"""Per-connection rate limiting: a token bucket for frames, and strikes that
+close a client which keeps sending past its limit.
+
+Every frame a client sends counts (text or binary, valid or not, chat, ping
+or pong): each one costs the server a parse and most cost an answer, so a
+flood of pings or garbage is as much a flood as one of chat messages.
+Time is read from `trio.current_time()`, so tests drive it with
+`trio.testing.MockClock`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import Enum
+
+import trio
+
+from ..config import Config
+from .close_codes import CloseCode
+from .connection import Connection, FrameHandler
+from .message import ErrorCode, error_frame
+
+__all__ = ["RateLimiter", "TokenBucket", "Verdict", "limit_rate"]
+
+_RATE_LIMITED = error_frame(ErrorCode.RATE_LIMITED, "too many frames; this one was dropped")
+
+
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` saved up; starts full."""
+
+    def __init__(self, *, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._updated = trio.current_time()
+
+    def take(self) -> bool:
+        """Take one token if there is one; whether there was."""
+        now = trio.current_time()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class Verdict(Enum):
+    """What to do with one frame."""
+
+    ACCEPT = "accept"
+    REFUSE = "refuse"  # answer `rate_limited`, drop the frame
+    CLOSE = "close"  # close the client with 1008
+
+
+class RateLimiter:
+    """The limit of one connection: a token bucket, and strikes.
+
+    A frame without a token is refused; the `strikes`-th refusal within
+    `strike_window` seconds closes the client instead. Memory is bounded:
+    only the times of the last `strikes` refusals are kept.
+    """
+
+    def __init__(
+        self, *, per_second: float, burst: int, strikes: int, strike_window: float
+    ) -> None:
+        self._bucket = TokenBucket(rate=per_second, burst=burst)
+        self._refusals: deque[float] = deque(maxlen=strikes)
+        self._strike_window = strike_window
+
+    def check(self) -> Verdict:
+        """The verdict on one frame arriving now."""
+        if self._bucket.take():
+            return Verdict.ACCEPT
+        now = trio.current_time()
+        self._refusals.append(now)
+        full = len(self._refusals) == self._refusals.maxlen
+        if full and now - self._refusals[0] <= self._strike_window:
+            return Verdict.CLOSE
+        return Verdict.REFUSE
+
+
+def limit_rate(on_frame: FrameHandler, config: Config) -> FrameHandler:
+    """`on_frame` behind a fresh `RateLimiter` (for one connection), with
+    the `RATE_LIMIT_*` settings of `config`.
+
+    A refused frame is answered with `error` `rate_limited` and never reaches
+    `on_frame`; on the closing strike the connection is closed with 1008.
+    With `RATE_LIMIT_PER_SECOND` 0 there is no limit and `on_frame` is returned as is.
+    Must be called inside trio (the bucket starts at the current time).
+    The returned handler is cancelled exactly as `on_frame` is; the checks
+    themselves never wait.
+    """
+    if config.rate_limit_per_second == 0:
+        return on_frame
+    limiter = RateLimiter(
+        per_second=config.rate_limit_per_second,
+        burst=config.rate_limit_burst,
+        strikes=config.rate_limit_strikes,
+        strike_window=config.rate_limit_strike_window,
+    )
+
+    async def limited(conn: Connection, data: str | bytes) -> None:
+        verdict = limiter.check()
+        if verdict is Verdict.ACCEPT:
+            await on_frame(conn, data)
+        elif verdict is Verdict.REFUSE:
+            conn.enqueue(_RATE_LIMITED)
+        else:
+            conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded again and again")
+
+    return limited

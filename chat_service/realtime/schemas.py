@@ -1,0 +1,279 @@
+"""The wire protocol's frames as JSON Schema: the one description of their shape.
+
+The AsyncAPI document (`chat_service.api.asyncapi`) publishes these schemas
+and examples. Tests hold the code to them: `parse_client_frame` accepts
+exactly the client frames `CLIENT_FRAME_SCHEMA` accepts, and every frame the
+server sends validates against its server-frame schema. What a schema cannot
+say is the parser's alone: JSON syntax (`invalid_json`), duplicate keys and
+unpaired surrogates (`invalid_message`), and a `MAX_BODY_CHARS` other than
+the default, which is the one the schemas carry.
+
+The schemas use only keywords that mean the same in JSON Schema draft-07
+(AsyncAPI 3.0's default schema format) and 2020-12 (OpenAPI 3.1's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..config import Config
+from .message import MAX_CLIENT_MSG_ID, NAME_PATTERN, ErrorCode
+
+__all__ = [
+    "CLIENT_FRAMES",
+    "CLIENT_FRAME_SCHEMA",
+    "DEFAULT_MAX_BODY_CHARS",
+    "ERROR_CODE_MEANINGS",
+    "NAME_SCHEMA",
+    "SERVER_FRAMES",
+    "FrameDoc",
+]
+
+Schema = dict[str, Any]
+
+DEFAULT_MAX_BODY_CHARS: Final = Config().max_body_chars
+
+NAME_SCHEMA: Final[Schema] = {
+    "type": "string",
+    "pattern": NAME_PATTERN,
+    "description": "1 to 64 characters of A-Z a-z 0-9 . _ -",
+}
+
+ERROR_CODE_MEANINGS: Final[dict[ErrorCode, str]] = {
+    ErrorCode.INVALID_JSON: "the text frame is not one JSON value",
+    ErrorCode.INVALID_MESSAGE: (
+        "not a JSON object; a non-string `type`; a chat frame whose `body` is missing, empty or "
+        "not a string; a `client_msg_id` that is not a string of at most "
+        f"{MAX_CLIENT_MSG_ID} characters; a duplicate key; unpaired surrogates"
+    ),
+    ErrorCode.UNKNOWN_TYPE: "`type` is a string other than `chat`, `ping` or `pong`",
+    ErrorCode.BODY_TOO_LONG: "`body` is longer than MAX_BODY_CHARS characters",
+    ErrorCode.RATE_LIMITED: "the client sent faster than the rate limit allows",
+    ErrorCode.BINARY_NOT_SUPPORTED: "a binary frame: frames are JSON in text frames",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FrameDoc:
+    """One message of the protocol, as the API documents describe it.
+
+    Attributes:
+        key: its name in the documents (unique across both directions).
+        title: a short human name.
+        summary: when it is sent and what reaches whom.
+        schema: the JSON Schema of its JSON object.
+        example: an instance of `schema`.
+    """
+
+    key: str
+    title: str
+    summary: str
+    schema: Schema
+    example: dict[str, Any]
+
+
+def _frame(kind: str, properties: Schema, *, optional: tuple[str, ...] = ()) -> Schema:
+    """A server frame: exactly `type` and `properties`, all required but `optional`."""
+    return {
+        "type": "object",
+        "properties": {"type": {"const": kind}} | properties,
+        "required": ["type", *(name for name in properties if name not in optional)],
+        "additionalProperties": False,
+    }
+
+
+_TS: Final[Schema] = {"type": "integer", "description": "Unix time in milliseconds"}
+_CLIENT_ID: Final[Schema] = {"type": "string", "description": "this connection's id"}
+
+
+def _room_event(kind: str, verb: str) -> FrameDoc:
+    return FrameDoc(
+        key=kind,
+        title=f"{kind.capitalize()} event",
+        summary=(
+            f"Another client {verb} the room; sent to the room's other members "
+            "(JOIN_LEAVE_EVENTS=false turns it off)."
+        ),
+        schema=_frame(
+            kind, {"room": NAME_SCHEMA, "client_id": _CLIENT_ID, "user_id": NAME_SCHEMA, "ts": _TS}
+        ),
+        example={
+            "type": kind,
+            "room": "general",
+            "client_id": "5d1c0f3a9b2e4c7d",
+            "user_id": "bob",
+            "ts": 1767225600000,
+        },
+    )
+
+
+CLIENT_FRAMES: Final[tuple[FrameDoc, ...]] = (
+    FrameDoc(
+        key="chatRequest",
+        title="Chat request",
+        summary=(
+            "Say something in the room: every member receives it as a `chat` frame, the sender "
+            "included. Unknown fields are ignored."
+        ),
+        schema={
+            "type": "object",
+            "properties": {
+                "type": {"const": "chat", "description": "may be left out"},
+                "body": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": DEFAULT_MAX_BODY_CHARS,
+                    "description": (
+                        "at most MAX_BODY_CHARS characters (default "
+                        f"{DEFAULT_MAX_BODY_CHARS}); longer gets `body_too_long`"
+                    ),
+                },
+                "client_msg_id": {
+                    "type": ["string", "null"],
+                    "maxLength": MAX_CLIENT_MSG_ID,
+                    "description": "echoed in the `chat` frame; null is the same as leaving it out",
+                },
+            },
+            "required": ["body"],
+        },
+        example={"type": "chat", "body": "hello", "client_msg_id": "c-1"},
+    ),
+    FrameDoc(
+        key="clientPing",
+        title="Client ping",
+        summary="Answered to this client alone with a `pong` that echoes `data`, if given.",
+        schema={
+            "type": "object",
+            "properties": {
+                "type": {"const": "ping"},
+                "data": {"description": "any JSON value, echoed in the pong"},
+            },
+            "required": ["type"],
+        },
+        example={"type": "ping", "data": {"seq": 1}},
+    ),
+    FrameDoc(
+        key="clientPong",
+        title="Client pong",
+        summary="The answer to a heartbeat `ping`; nothing is sent back.",
+        schema={
+            "type": "object",
+            "properties": {"type": {"const": "pong"}},
+            "required": ["type"],
+        },
+        example={"type": "pong"},
+    ),
+)
+
+# Any frame the server accepts, as far as a schema can tell (see the module docstring).
+CLIENT_FRAME_SCHEMA: Final[Schema] = {"oneOf": [frame.schema for frame in CLIENT_FRAMES]}
+
+SERVER_FRAMES: Final[tuple[FrameDoc, ...]] = (
+    FrameDoc(
+        key="welcome",
+        title="Welcome",
+        summary=(
+            "The first frame after the upgrade, to this client alone; from then on it receives "
+            "every message of the room."
+        ),
+        schema=_frame(
+            "welcome",
+            {
+                "client_id": _CLIENT_ID,
+                "user_id": NAME_SCHEMA,
+                "room": NAME_SCHEMA,
+                "heartbeat_interval": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "description": "seconds between heartbeat pings",
+                },
+            },
+        ),
+        example={
+            "type": "welcome",
+            "client_id": "9f86d081884c7d65",
+            "user_id": "alice",
+            "room": "general",
+            "heartbeat_interval": 25.0,
+        },
+    ),
+    FrameDoc(
+        key="chat",
+        title="Chat message",
+        summary=(
+            "A chat message of the room, to every member, the sender included, in the same "
+            "order for all of them."
+        ),
+        schema=_frame(
+            "chat",
+            {
+                "id": {"type": "string", "description": "unique across the cluster"},
+                "room": NAME_SCHEMA,
+                "client_id": {"type": "string", "description": "the sender's connection"},
+                "user_id": NAME_SCHEMA,
+                "body": {"type": "string", "description": "exactly as sent"},
+                "ts": _TS,
+                "client_msg_id": {
+                    "type": "string",
+                    "maxLength": MAX_CLIENT_MSG_ID,
+                    "description": "only when the sender gave one",
+                },
+            },
+            optional=("client_msg_id",),
+        ),
+        example={
+            "type": "chat",
+            "id": "3fa4c1e07b2d-2a",
+            "room": "general",
+            "client_id": "9f86d081884c7d65",
+            "user_id": "alice",
+            "body": "hello",
+            "ts": 1767225600000,
+            "client_msg_id": "c-1",
+        },
+    ),
+    _room_event("join", "entered"),
+    _room_event("leave", "left"),
+    FrameDoc(
+        key="heartbeat",
+        title="Heartbeat ping",
+        summary=(
+            "Every `heartbeat_interval` seconds. Answer with `pong` (any frame resets the "
+            "timeout); silence for HEARTBEAT_INTERVAL + HEARTBEAT_TIMEOUT closes with 4000."
+        ),
+        schema=_frame("ping", {}),
+        example={"type": "ping"},
+    ),
+    FrameDoc(
+        key="pong",
+        title="Pong",
+        summary="The answer to a client `ping`, to that client alone.",
+        schema=_frame(
+            "pong", {"data": {"description": "the ping's data, if it had any"}}, optional=("data",)
+        ),
+        example={"type": "pong", "data": {"seq": 1}},
+    ),
+    FrameDoc(
+        key="error",
+        title="Error",
+        summary="A frame was refused, to its sender alone; the connection stays open.",
+        schema=_frame(
+            "error",
+            {
+                "code": {
+                    "oneOf": [
+                        {"const": code.value, "description": meaning}
+                        for code, meaning in ERROR_CODE_MEANINGS.items()
+                    ]
+                },
+                "detail": {"type": "string", "description": "for people"},
+            },
+        ),
+        example={
+            "type": "error",
+            "code": "unknown_type",
+            "detail": "unknown type 'shout'",
+        },
+    ),
+)

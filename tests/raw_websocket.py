@@ -1,0 +1,106 @@
+"""A WebSocket client on a raw socket (RFC 6455 framing by hand), for what a
+well-behaved client library refuses to do: send invalid UTF-8 in a text
+frame, or stop reading while the server keeps writing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from .helpers import UPGRADE_HEADERS, WAIT
+
+TEXT = 0x1
+BINARY = 0x2
+CLOSE = 0x8
+
+
+class RawWebSocket:
+    """One upgraded connection: write masked frames, parse the server's frames."""
+
+    def __init__(self, stream: trio.SocketStream, buffered: bytes) -> None:
+        self.stream = stream
+        self.bytes_received = 0
+        self._buffer = bytearray(buffered)
+
+    async def send_frame(self, opcode: int, payload: bytes) -> None:
+        """One final, masked frame (as a client must send)."""
+        mask = os.urandom(4)
+        length = len(payload)
+        if length < 126:
+            header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+        elif length < 1 << 16:
+            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+        else:
+            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        await self.stream.send_all(header + mask + masked)
+
+    async def _read(self, count: int) -> bytes | None:
+        while len(self._buffer) < count:
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+            self.bytes_received += len(chunk)
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
+
+    async def receive_frame(self) -> tuple[int, bytes] | None:
+        """The next (opcode, payload) from the server, or None once the TCP
+        connection has ended."""
+        head = await self._read(2)
+        if head is None:
+            return None
+        length = head[1] & 0x7F
+        if length == 126:
+            extended = await self._read(2)
+            length = struct.unpack("!H", extended or b"\0\0")[0]
+        elif length == 127:
+            extended = await self._read(8)
+            length = struct.unpack("!Q", extended or bytes(8))[0]
+        payload = await self._read(length)
+        if payload is None:
+            return None
+        return head[0] & 0x0F, payload
+
+    async def close_code(self) -> int | None:
+        """Read (and drop) frames until the server closes: the code of its
+        close frame, or None if the TCP connection ended without one."""
+        with trio.fail_after(WAIT):
+            while (frame := await self.receive_frame()) is not None:
+                opcode, payload = frame
+                if opcode == CLOSE:
+                    return int(struct.unpack("!H", payload[:2])[0])
+        return None
+
+
+@asynccontextmanager
+async def raw_websocket(
+    port: int, path: str, *, receive_buffer: int | None = None
+) -> AsyncIterator[RawWebSocket]:
+    """An upgraded raw WebSocket to `path`; `receive_buffer` shrinks the
+    socket's kernel receive buffer (SO_RCVBUF) so a client that stops
+    reading pushes back on the server quickly."""
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    with trio.fail_after(WAIT):
+        await sock.connect(("127.0.0.1", port))
+    async with trio.SocketStream(sock) as stream:
+        request = f"GET {path} HTTP/1.1\r\nHost: test\r\n{UPGRADE_HEADERS}\r\n"
+        data = b""
+        with trio.fail_after(WAIT):
+            await stream.send_all(request.encode("ascii"))
+            while b"\r\n\r\n" not in data:
+                chunk = await stream.receive_some(65536)
+                assert chunk, "the server closed during the upgrade"
+                data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        yield RawWebSocket(stream, rest)
