@@ -13,6 +13,7 @@ import trio.testing
 from pytest_redis.executor import RedisExecutor
 
 from chat_service.realtime.message import encode
+from chat_service.realtime.redis_broadcaster import RedisBroadcaster
 
 from .conftest import StartRedis, StartServer
 from .helpers import WAIT, connect
@@ -28,6 +29,7 @@ from .redis_helpers import (
 )
 
 OUTAGE_LOG = "redis unavailable"
+BROADCASTER_SETTINGS = {"channel_prefix": "chat:room:", "reconnect_min": 0.01, "reconnect_max": 0.1}
 
 
 async def test_sigkilled_redis_degrades_to_local_then_recovers_without_duplicates(
@@ -114,11 +116,15 @@ async def test_unreachable_redis_at_start_serves_locally_and_keeps_trying(
 
 
 async def test_full_publish_queue_makes_publishers_wait(
-    start_server: StartServer, redis_server: RedisExecutor, nursery: trio.Nursery
+    redis_server: RedisExecutor, nursery: trio.Nursery
 ) -> None:
-    (server,) = await start_instances(start_server, tcp_url(redis_server), 1)
-    fanout = broadcaster(server)
-    fanout._queue_size = 2  # a tiny queue, so that a few frames fill it
+    # A tiny queue, so that a few frames fill it.
+    fanout = RedisBroadcaster(tcp_url(redis_server), queue_size=2, **BROADCASTER_SETTINGS)
+    delivered: list[str] = []
+    await nursery.start(fanout.run, lambda room, frame, skip: delivered.append(frame))
+    with trio.fail_after(WAIT):
+        await fanout.wait_connected()
+        await fanout.subscribe("r").wait()
     frame = encode({"type": "chat", "body": "x"})
     os.kill(redis_server.process.pid, signal.SIGSTOP)  # Redis stops answering
     try:
@@ -139,3 +145,5 @@ async def test_full_publish_queue_makes_publishers_wait(
         os.kill(redis_server.process.pid, signal.SIGCONT)
     with trio.fail_after(WAIT):
         await done.wait()
+        await fanout.flush()
+    assert delivered == [frame] * 4, "each frame came back once"
