@@ -138,6 +138,8 @@ class RedisBroadcaster(Broadcaster):
                     await self._serve_session()
                 except* _REDIS_DOWN as group:
                     self._disconnect(_first_error(group))
+                else:  # a connection closed under coredis' feet (see _serve_session)
+                    self._disconnect(ConnectionError("connection closed"))
                 await self._backoff.wait()
         finally:
             self._disconnect(None)
@@ -207,7 +209,8 @@ class RedisBroadcaster(Broadcaster):
 
     async def _serve_session(self) -> None:
         """Connect, subscribe the rooms with local members, then publish
-        and receive until a Redis error ends the session (it raises it)."""
+        and receive until a Redis error ends the session (it raises it).
+        Cancellation closes the session's connections."""
         client = coredis.Redis.from_url(
             self._url,
             decode_responses=True,
