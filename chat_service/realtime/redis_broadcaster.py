@@ -110,7 +110,7 @@ class RedisBroadcaster(Broadcaster):
 
     @property
     def unready_reason(self) -> str | None:
-        """ "redis_unavailable" until a session with Redis is up, and again
+        """`redis_unavailable` until a session with Redis is up, and again
         from the moment it fails until the next one is."""
         return None if self._connected else "redis_unavailable"
 
