@@ -1,0 +1,186 @@
+"""The benchmark's scenarios, their headline metrics and the issue's targets.
+
+A scenario is what the load generator does (bench/loadgen.js's fields) and
+how the servers are configured for it; `full` sizes are the issue's, `smoke`
+sizes are tiny, for the test that keeps the benchmark from rotting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+__all__ = ["SCENARIOS", "Metric", "Scenario", "smoke"]
+
+Better = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure a scenario reports, and the issue's target for it, if any.
+
+    `key` names a field of the scenario's result; `target_ratio` is a
+    minimum of ours/baseline, `target` an absolute bound in `unit`.
+    """
+
+    key: str
+    label: str
+    unit: str
+    better: Better
+    target: float | None = None
+    target_ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load pattern, run against each server in `servers`."""
+
+    name: str
+    title: str
+    mode: Literal["fanout", "rate", "rooms", "idle"]
+    rooms: int
+    clients_per_room: int
+    metrics: tuple[Metric, ...]
+    batch: bool = False
+    in_flight: int = 0
+    rate: float = 0.0
+    warmup: float = 3.0
+    duration: float = 10.0
+    drain: float = 1.0
+    instances: int = 1
+    redis: bool = False
+    servers: tuple[str, ...] = ("ours", "baseline")
+    # Settings of our server for this scenario (environment variables).
+    env: dict[str, str] = field(default_factory=dict)
+
+    def loadgen_config(self, urls: list[str]) -> dict[str, Any]:
+        """The JSON scenario bench/loadgen.js reads."""
+        return {
+            "mode": self.mode,
+            "urls": urls,
+            "rooms": self.rooms,
+            "clients_per_room": self.clients_per_room,
+            "batch": self.batch,
+            "in_flight": self.in_flight,
+            "rate": self.rate,
+            "warmup": self.warmup,
+            "duration": self.duration,
+            "drain": self.drain,
+            # Enough parallel handshakes to keep the server's core busy, few
+            # enough not to overflow its listen backlog.
+            "connect_concurrency": 100,
+            "connect_timeout": 30,
+        }
+
+
+_DELIVERIES = Metric("deliveries_per_s", "deliveries/s", "/s", "higher")
+_P50 = Metric("latency_p50_ms", "p50 latency", "ms", "lower")
+_SUSTAINED = Metric("sustained_fraction", "sustained (delivered/offered)", "", "higher")
+
+
+def _p99(target: float | None = None) -> Metric:
+    return Metric("latency_p99_ms", "p99 latency", "ms", "lower", target=target)
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "room500-max",
+        "1 room x 500, 1 publisher, 50 in flight",
+        "fanout",
+        rooms=1,
+        clients_per_room=500,
+        in_flight=50,
+        metrics=(replace(_DELIVERIES, target_ratio=0.9),),
+    ),
+    Scenario(
+        "room500-max-batched",
+        "1 room x 500, 1 publisher, 50 in flight, batch=1",
+        "fanout",
+        rooms=1,
+        clients_per_room=500,
+        in_flight=50,
+        batch=True,
+        metrics=(replace(_DELIVERIES, target=100_000),),
+    ),
+    Scenario(
+        "room500-5mps",
+        "1 room x 500, 5 msg/s",
+        "rate",
+        rooms=1,
+        clients_per_room=500,
+        rate=5,
+        metrics=(_P50, _p99(150)),
+    ),
+    Scenario(
+        "room500-5mps-batched",
+        "1 room x 500, 5 msg/s, batch=1",
+        "rate",
+        rooms=1,
+        clients_per_room=500,
+        rate=5,
+        batch=True,
+        metrics=(_P50, _p99(150)),
+    ),
+    Scenario(
+        "rooms50x20",
+        "50 rooms x 20, 1 msg/s per client",
+        "rooms",
+        rooms=50,
+        clients_per_room=20,
+        rate=1,
+        metrics=(_SUSTAINED, _p99()),
+    ),
+    Scenario(
+        "rooms50x20-batched",
+        "50 rooms x 20, 1 msg/s per client, batch=1",
+        "rooms",
+        rooms=50,
+        clients_per_room=20,
+        rate=1,
+        batch=True,
+        metrics=(replace(_SUSTAINED, target=0.95), _p99(500)),
+    ),
+    Scenario(
+        "idle5000",
+        "5,000 idle connections",
+        "idle",
+        rooms=1,
+        clients_per_room=5000,
+        metrics=(Metric("kib_per_connection", "KiB per connection", "KiB", "lower", target=30),),
+        # 5,000 joins into one room would be 12.5 million join frames.
+        env={"JOIN_LEAVE_EVENTS": "false"},
+    ),
+    Scenario(
+        "redis2x-rooms50x20-batched",
+        "2 instances on 1 Redis, 50 rooms x 20, 1 msg/s per client, batch=1",
+        "rooms",
+        rooms=50,
+        clients_per_room=20,
+        rate=1,
+        batch=True,
+        instances=2,
+        redis=True,
+        # The baseline has no Redis fan-out: the ratio compares with its
+        # single-instance run of the same load (rooms50x20-batched).
+        servers=("ours",),
+        metrics=(replace(_SUSTAINED, target=0.95), _p99(1000)),
+    ),
+)
+
+# The scenario whose baseline figures stand in for a Redis scenario's.
+BASELINE_STAND_IN = {"redis2x-rooms50x20-batched": "rooms50x20-batched"}
+
+
+def smoke(scenario: Scenario) -> Scenario:
+    """`scenario` at tiny sizes: it exercises every path in about a second."""
+    clients = {"idle": 50, "rooms": 4}.get(scenario.mode, 20)
+    return replace(
+        scenario,
+        rooms=min(scenario.rooms, 3),
+        clients_per_room=clients,
+        in_flight=min(scenario.in_flight, 5),
+        rate=scenario.rate * 4,
+        warmup=0.3,
+        duration=0.7,
+        drain=0.3,
+    )
