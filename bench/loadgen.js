@@ -264,7 +264,13 @@ async function main() {
     process.stdin.resume();
     await new Promise((resolve) => process.stdin.on("end", resolve));
     stopping = true;
-    emit({ event: "result", clients: clients.length, connect_seconds: connectSeconds, closes });
+    emit({
+      event: "result",
+      clients: clients.length,
+      connect_seconds: connectSeconds,
+      error_frames: errorFrames,
+      unexpected_closes: closes,
+    });
     process.exit(0);
   }
 

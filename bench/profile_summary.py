@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-__all__ = ["layer_of", "summarize"]
+__all__ = ["layer_of", "path_of", "summarize"]
 
 # Layers of the stack, matched against a frame's file path in this order.
 LAYERS = (
@@ -25,6 +25,26 @@ LAYERS = (
     ("json", re.compile(r"json/")),
 )
 OTHER = "other (stdlib, interpreter)"
+# What a sample was doing, by the first of these its stack matches (any
+# frame). py-spy reads trio's coroutine stacks from their innermost resumed
+# frame, so a stack may start anywhere in the send path.
+PATHS = (
+    (
+        "send path (sender task -> Quart -> Hypercorn -> socket)",
+        re.compile(
+            r"_send_loop|_sender|protocol_send|app_send|send_data|TrioWebsocket\.send"
+            r"|stream_send|_send_wsproto_event|send_all"
+        ),
+    ),
+    (
+        "receive path (socket -> Hypercorn -> Quart -> handler -> fan-out)",
+        re.compile(r"_receive_loop|_read_data|protocol_receive|_on_frame|deliver|handle_events"),
+    ),
+    ("socket syscalls (stack cut short: send or receive)", re.compile(r"trio/_socket\.py")),
+    ("trio scheduler and I/O wait", re.compile(r"trio/_core/")),
+)
+# Frames every stack passes through; they say nothing about where time goes.
+_ROOTS = re.compile(r"<frozen runpy>|__main__\.py|^(run|unrolled_run) \(trio/_core/_run\.py")
 # How many functions each top list shows.
 TOP = 15
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -40,14 +60,24 @@ def layer_of(frame: str) -> str:
     return OTHER
 
 
+def path_of(frames: list[str]) -> str:
+    """What a sampled stack was doing (PATHS, else OTHER)."""
+    for name, pattern in PATHS:
+        if any(pattern.search(frame) for frame in frames):
+            return name
+    return "other"
+
+
 def _function(frame: str) -> str:
     match = _FRAME.match(frame)
     return f"{match['function']} ({match['file']})" if match else frame
 
 
 def summarize(raw: Path) -> dict[str, Any]:
-    """Shares of the samples: by layer of the innermost frame (self time),
-    and the top functions by self and by inclusive time, in percent."""
+    """Shares of the samples, in percent: by what the stack was doing, by
+    layer of the innermost frame (self time), and the top functions by self
+    and by inclusive time."""
+    by_path: Counter[str] = Counter()
     self_layer: Counter[str] = Counter()
     self_function: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
@@ -59,9 +89,10 @@ def summarize(raw: Path) -> dict[str, Any]:
         count = int(count_text)
         frames = stack.split(";")
         total += count
+        by_path[path_of(frames)] += count
         self_layer[layer_of(frames[-1])] += count
         self_function[_function(frames[-1])] += count
-        for function in {_function(frame) for frame in frames}:
+        for function in {_function(frame) for frame in frames if not _ROOTS.search(frame)}:
             inclusive[function] += count
 
     def shares(counter: Counter[str], limit: int | None = None) -> list[tuple[str, float]]:
@@ -71,6 +102,7 @@ def summarize(raw: Path) -> dict[str, Any]:
         return {"samples": 0}
     return {
         "samples": total,
+        "by_path": shares(by_path),
         "self_by_layer": shares(self_layer),
         "top_self": shares(self_function, TOP),
         "top_inclusive": shares(inclusive, TOP),

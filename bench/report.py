@@ -94,7 +94,9 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "baseline": base_value,
                     "ratio": ratio,
                     "target": _target(metric),
-                    "verdict": _verdict(metric, ours_value, ratio),
+                    "verdict": "skipped"
+                    if "skipped" in ours
+                    else _verdict(metric, ours_value, ratio),
                     "server_cpu": (ours.get("server_cpu"), baseline.get("server_cpu")),
                     "loadgen_cpu": (ours.get("loadgen_cpu"), baseline.get("loadgen_cpu")),
                     "note": note.strip(),
@@ -149,9 +151,11 @@ def _profile_markdown(profile: dict[str, Any]) -> str:
         f"samples; {run.get('deliveries_per_s', 0):,.0f} deliveries/s, "
         f"{run.get('cpu_us_per_delivery', 0):.1f} µs server CPU per delivery while profiled):",
         "",
-        "| layer of the innermost frame | share of samples |",
+        "| what the server was doing | share of samples |",
         "|---|---:|",
     ]
+    out += [f"| {name} | {share}% |" for name, share in profile["by_path"]]
+    out += ["", "| layer of the innermost frame | share of samples |", "|---|---:|"]
     out += [f"| {name} | {share}% |" for name, share in profile["self_by_layer"]]
     for title, key in (("self time", "top_self"), ("inclusive time", "top_inclusive")):
         out += ["", f"| top functions by {title} | share |", "|---|---:|"]

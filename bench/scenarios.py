@@ -36,7 +36,6 @@ class Scenario:
     """One load pattern, run against each server in `servers`."""
 
     name: str
-    title: str
     mode: Literal["fanout", "rate", "rooms", "idle"]
     rooms: int
     clients_per_room: int
@@ -52,6 +51,22 @@ class Scenario:
     servers: tuple[str, ...] = ("ours", "baseline")
     # Settings of our server for this scenario (environment variables).
     env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        """What the scenario does, in words, at its actual sizes."""
+        if self.mode == "fanout":
+            words = f"{self.rooms} room x {self.clients_per_room}, 1 publisher, "
+            words += f"{self.in_flight} in flight"
+        elif self.mode == "rate":
+            words = f"{self.rooms} room x {self.clients_per_room}, {self.rate:g} msg/s"
+        elif self.mode == "rooms":
+            words = f"{self.rooms} rooms x {self.clients_per_room}, {self.rate:g} msg/s per client"
+        else:
+            words = f"{self.rooms * self.clients_per_room:,} idle connections"
+        if self.instances > 1:
+            words = f"{self.instances} instances on 1 Redis, {words}"
+        return words + (", batch=1" if self.batch else "")
 
     def loadgen_config(self, urls: list[str]) -> dict[str, Any]:
         """The JSON scenario bench/loadgen.js reads."""
@@ -74,6 +89,8 @@ class Scenario:
 
 
 _DELIVERIES = Metric("deliveries_per_s", "deliveries/s", "/s", "higher")
+# Server CPU time per delivered frame: the per-frame cost the profile explains.
+_CPU_PER_DELIVERY = Metric("cpu_us_per_delivery", "server CPU per delivery", "µs", "lower")
 _P50 = Metric("latency_p50_ms", "p50 latency", "ms", "lower")
 _SUSTAINED = Metric("sustained_fraction", "sustained (delivered/offered)", "", "higher")
 
@@ -85,26 +102,23 @@ def _p99(target: float | None = None) -> Metric:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "room500-max",
-        "1 room x 500, 1 publisher, 50 in flight",
         "fanout",
         rooms=1,
         clients_per_room=500,
         in_flight=50,
-        metrics=(replace(_DELIVERIES, target_ratio=0.9),),
+        metrics=(replace(_DELIVERIES, target_ratio=0.9), _CPU_PER_DELIVERY),
     ),
     Scenario(
         "room500-max-batched",
-        "1 room x 500, 1 publisher, 50 in flight, batch=1",
         "fanout",
         rooms=1,
         clients_per_room=500,
         in_flight=50,
         batch=True,
-        metrics=(replace(_DELIVERIES, target=100_000),),
+        metrics=(replace(_DELIVERIES, target=100_000), _CPU_PER_DELIVERY),
     ),
     Scenario(
         "room500-5mps",
-        "1 room x 500, 5 msg/s",
         "rate",
         rooms=1,
         clients_per_room=500,
@@ -113,7 +127,6 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "room500-5mps-batched",
-        "1 room x 500, 5 msg/s, batch=1",
         "rate",
         rooms=1,
         clients_per_room=500,
@@ -123,7 +136,6 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "rooms50x20",
-        "50 rooms x 20, 1 msg/s per client",
         "rooms",
         rooms=50,
         clients_per_room=20,
@@ -132,7 +144,6 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "rooms50x20-batched",
-        "50 rooms x 20, 1 msg/s per client, batch=1",
         "rooms",
         rooms=50,
         clients_per_room=20,
@@ -142,17 +153,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "idle5000",
-        "5,000 idle connections",
         "idle",
         rooms=1,
         clients_per_room=5000,
         metrics=(Metric("kib_per_connection", "KiB per connection", "KiB", "lower", target=30),),
-        # 5,000 joins into one room would be 12.5 million join frames.
-        env={"JOIN_LEAVE_EVENTS": "false"},
     ),
     Scenario(
         "redis2x-rooms50x20-batched",
-        "2 instances on 1 Redis, 50 rooms x 20, 1 msg/s per client, batch=1",
         "rooms",
         rooms=50,
         clients_per_room=20,
