@@ -137,15 +137,14 @@ class Server:
 
 
 @contextlib.contextmanager
-def start_server(
-    command: list[str], env: dict[str, str], log: Path, cores: Cores
+def _listening(
+    command: list[str], env: dict[str, str] | None, port: int, log: Path
 ) -> Iterator[Server]:
-    """Run `command` (it listens on $PORT) pinned to the server core, until the block ends."""
-    port = free_port()
+    """Run `command`, which listens on `port`, until the block ends; its output goes to `log`."""
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            cores.server_prefix() + command,
-            env={**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"},
+            command,
+            env=env,
             cwd=REPO_DIR,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
@@ -157,6 +156,17 @@ def start_server(
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def start_server(
+    command: list[str], env: dict[str, str], log: Path, cores: Cores
+) -> Iterator[Server]:
+    """Run `command` (it listens on $PORT) pinned to the server core, until the block ends."""
+    port = free_port()
+    env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
+    with _listening(cores.server_prefix() + command, env, port, log) as server:
+        yield server
 
 
 def ours_command() -> list[str]:
@@ -178,16 +188,5 @@ def start_redis(log: Path, cores: Cores) -> Iterator[str]:
     port = free_port()
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     command += ["--appendonly", "no"]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            cores.loadgen_prefix() + command,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-        )
-    server = Server(process, port, log)
-    try:
-        server.wait_listening()
+    with _listening(cores.loadgen_prefix() + command, None, port, log):
         yield f"redis://127.0.0.1:{port}"
-    finally:
-        server.stop()

@@ -14,6 +14,10 @@ __all__ = ["one_line", "rows", "write"]
 # Above this share of its core the load generator may itself have been the
 # bottleneck, and the row says so.
 LOADGEN_SATURATED = 0.8
+# Below this share of its core a server at full load either waited (e.g. a
+# coalescing window) or was denied CPU by other processes on a busy machine;
+# its CPU per delivery holds either way.
+SERVER_STARVED = 0.9
 
 
 def _format(value: float | None, unit: str) -> str:
@@ -81,6 +85,8 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             for who, run in (("ours", ours), ("baseline", baseline)):
                 if run.get("loadgen_cpu", 0) > LOADGEN_SATURATED and "stand_in" not in run:
                     note += f" loadgen near saturation in {who}'s run."
+                if scenario["mode"] == "fanout" and run.get("server_cpu", 1) < SERVER_STARVED:
+                    note += f" {who}'s server used {run['server_cpu']:.0%} of its core."
                 closes = run.get("unexpected_closes")
                 if closes and "stand_in" not in run:
                     note += f" {who}: clients closed {closes}."

@@ -99,58 +99,39 @@ def _p99(target: float | None = None) -> Metric:
     return Metric("latency_p99_ms", "p99 latency", "ms", "lower", target=target)
 
 
+_ROOM500_MAX = Scenario(
+    "room500-max",
+    "fanout",
+    rooms=1,
+    clients_per_room=500,
+    in_flight=50,
+    metrics=(replace(_DELIVERIES, target_ratio=0.9), _CPU_PER_DELIVERY),
+)
+_ROOM500_5MPS = Scenario(
+    "room500-5mps", "rate", rooms=1, clients_per_room=500, rate=5, metrics=(_P50, _p99(150))
+)
+_ROOMS50X20 = Scenario(
+    "rooms50x20", "rooms", rooms=50, clients_per_room=20, rate=1, metrics=(_SUSTAINED, _p99())
+)
+_ROOMS50X20_BATCHED = replace(
+    _ROOMS50X20,
+    name="rooms50x20-batched",
+    batch=True,
+    metrics=(replace(_SUSTAINED, target=0.95), _p99(500)),
+)
+
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario(
-        "room500-max",
-        "fanout",
-        rooms=1,
-        clients_per_room=500,
-        in_flight=50,
-        metrics=(replace(_DELIVERIES, target_ratio=0.9), _CPU_PER_DELIVERY),
-    ),
-    Scenario(
-        "room500-max-batched",
-        "fanout",
-        rooms=1,
-        clients_per_room=500,
-        in_flight=50,
+    _ROOM500_MAX,
+    replace(
+        _ROOM500_MAX,
+        name="room500-max-batched",
         batch=True,
         metrics=(replace(_DELIVERIES, target=100_000), _CPU_PER_DELIVERY),
     ),
-    Scenario(
-        "room500-5mps",
-        "rate",
-        rooms=1,
-        clients_per_room=500,
-        rate=5,
-        metrics=(_P50, _p99(150)),
-    ),
-    Scenario(
-        "room500-5mps-batched",
-        "rate",
-        rooms=1,
-        clients_per_room=500,
-        rate=5,
-        batch=True,
-        metrics=(_P50, _p99(150)),
-    ),
-    Scenario(
-        "rooms50x20",
-        "rooms",
-        rooms=50,
-        clients_per_room=20,
-        rate=1,
-        metrics=(_SUSTAINED, _p99()),
-    ),
-    Scenario(
-        "rooms50x20-batched",
-        "rooms",
-        rooms=50,
-        clients_per_room=20,
-        rate=1,
-        batch=True,
-        metrics=(replace(_SUSTAINED, target=0.95), _p99(500)),
-    ),
+    _ROOM500_5MPS,
+    replace(_ROOM500_5MPS, name="room500-5mps-batched", batch=True),
+    _ROOMS50X20,
+    _ROOMS50X20_BATCHED,
     Scenario(
         "idle5000",
         "idle",
@@ -158,13 +139,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         clients_per_room=5000,
         metrics=(Metric("kib_per_connection", "KiB per connection", "KiB", "lower", target=30),),
     ),
-    Scenario(
-        "redis2x-rooms50x20-batched",
-        "rooms",
-        rooms=50,
-        clients_per_room=20,
-        rate=1,
-        batch=True,
+    replace(
+        _ROOMS50X20_BATCHED,
+        name="redis2x-rooms50x20-batched",
         instances=2,
         redis=True,
         # The baseline has no Redis fan-out: the ratio compares with its
