@@ -155,7 +155,7 @@ def _profile_markdown(profile: dict[str, Any]) -> str:
         return f"Profile: not taken ({profile.get('error', 'no samples')})."
     run = profile["run"]
     out = [
-        f"Profile of ours, 1 room x 500, 50 in flight, unbatched (py-spy, {profile['samples']} "
+        f"Profile of ours, {profile['scenario']} (py-spy, {profile['samples']} "
         f"samples; {run.get('deliveries_per_s', 0):,.0f} deliveries/s, "
         f"{run.get('cpu_us_per_delivery', 0):.1f} µs server CPU per delivery while profiled):",
         "",

@@ -41,6 +41,8 @@ OURS_ENV = {"LOG_LEVEL": "WARNING", "JOIN_LEAVE_EVENTS": "false", "SHUTDOWN_GRAC
 # Beyond the scenario's own durations, how long the load generator may take
 # before it is killed (connecting, start-up, shutting down).
 LOADGEN_SLACK = 60.0
+# The scenario --profile profiles by default: the per-frame cost at its purest.
+PROFILED = "room500-max"
 # py-spy's sampling rate (Hz) for the profile: fine enough for a 10 s window,
 # light enough not to slow the server it samples.
 PROFILE_RATE = 250
@@ -207,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run only these scenarios")
     parser.add_argument("--duration", type=float, help="measurement window per run, seconds")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy profile of ours in room500-max"
+        "--profile",
+        nargs="?",
+        const=PROFILED,
+        metavar="SCENARIO",
+        help=f"also profile ours with py-spy in SCENARIO (default {PROFILED})",
     )
     parser.add_argument("--note", default="", help="a remark stored with the results")
     args = parser.parse_args(argv)
@@ -254,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         results["scenarios"].append(entry)
     _add_stand_ins(results)
     if args.profile:
-        results["profile"] = _profile(scenarios, cores, args.out)
+        results["profile"] = _profile(args.profile, scenarios, cores, args.out)
     results["seconds"] = round(time.time() - started, 1)
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     report.write(results, args.out)
@@ -271,23 +277,23 @@ def _add_stand_ins(results: dict[str, Any]) -> None:
                 by_name[name]["results"]["baseline"] = baseline | {"stand_in": stand_in}
 
 
-def _profile(scenarios: list[Scenario], cores: Cores, out: Path) -> dict[str, Any]:
-    """Profile ours under room500-max with py-spy; a summary of where the time goes."""
-    scenario = next((s for s in scenarios if s.name == "room500-max"), None)
+def _profile(name: str, scenarios: list[Scenario], cores: Cores, out: Path) -> dict[str, Any]:
+    """Profile ours under scenario `name` with py-spy; a summary of where the time goes."""
+    scenario = next((s for s in scenarios if s.name == name), None)
     if scenario is None:
-        return {"error": "room500-max was not run"}
+        return {"error": f"{name} was not run"}
     if _py_spy() is None:
         return {"error": "py-spy is not installed (pip install '.[bench]')"}
-    raw = out / "profile-room500-max.txt"
+    raw = out / f"profile-{name}.txt"
     raw.unlink(missing_ok=True)
-    print("bench: profile of ours in room500-max ...", file=sys.stderr, flush=True)
+    print(f"bench: profile of ours in {name} ...", file=sys.stderr, flush=True)
     try:
         run_result = run_scenario(scenario, "ours", cores, out / "logs", profile_to=raw)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         return {"error": str(exc)}
     if not raw.exists():
         return {"error": "py-spy wrote no profile (is ptrace allowed here?)"}
-    return {"raw": raw.name, "run": run_result, **summarize(raw)}
+    return {"scenario": scenario.title, "raw": raw.name, "run": run_result, **summarize(raw)}
 
 
 if __name__ == "__main__":

@@ -164,7 +164,7 @@ def smoke(scenario: Scenario) -> Scenario:
         clients_per_room=clients,
         in_flight=min(scenario.in_flight, 5),
         rate=scenario.rate * 4,
-        warmup=0.3,
-        duration=0.7,
-        drain=0.3,
+        warmup=0.2,
+        duration=0.5,
+        drain=0.2,
     )
