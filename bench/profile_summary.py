@@ -2,7 +2,7 @@
 
 Each line of py-spy's `--format raw` output is one distinct stack, outermost
 frame first, `;`-separated, then a space and how many samples had it. A frame
-reads `function (path/to/file.py:line)`.
+reads `function (path/to/file.py:line)`, with the full path (`--full-filenames`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ __all__ = ["layer_of", "path_of", "summarize"]
 
 # Layers of the stack, matched against a frame's file path in this order.
 LAYERS = (
-    ("ours (chat_service)", re.compile(r"chat_service/")),
-    ("baseline app", re.compile(r"baseline_server\.py")),
+    ("ours (chat_service)", re.compile(r"/chat_service/")),
+    ("baseline app", re.compile(r"/bench/baseline_server\.py")),
     ("Quart / Quart-Trio", re.compile(r"quart(_trio)?/")),
     ("Hypercorn", re.compile(r"hypercorn/")),
     ("wsproto / h11", re.compile(r"(wsproto|h11)/")),
@@ -41,10 +41,10 @@ PATHS = (
         re.compile(r"_receive_loop|_read_data|protocol_receive|_on_frame|deliver|handle_events"),
     ),
     ("socket syscalls (stack cut short: send or receive)", re.compile(r"trio/_socket\.py")),
-    ("trio scheduler and I/O wait", re.compile(r"trio/_core/")),
+    ("trio scheduler (run loop, epoll)", re.compile(r"trio/_core/")),
 )
 # Frames every stack passes through; they say nothing about where time goes.
-_ROOTS = re.compile(r"<frozen runpy>|__main__\.py|^(run|unrolled_run) \(trio/_core/_run\.py")
+_ROOTS = re.compile(r"<frozen runpy>|__main__\.py|^(run|unrolled_run) \(.*trio/_core/_run\.py")
 # How many functions each top list shows.
 TOP = 15
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -68,9 +68,19 @@ def path_of(frames: list[str]) -> str:
     return "other"
 
 
+def _short(path: str) -> str:
+    """`path` from its package on (`trio/_socket.py`, `chat_service/hub.py`, `contextlib.py`)."""
+    match = (
+        re.search(r"/site-packages/(.*)", path)
+        or re.search(r"/((chat_service|bench)/.*)", path)
+        or re.search(r"/lib/python3\.\d+/(.*)", path)
+    )
+    return match[1] if match else path
+
+
 def _function(frame: str) -> str:
     match = _FRAME.match(frame)
-    return f"{match['function']} ({match['file']})" if match else frame
+    return f"{match['function']} ({_short(match['file'])})" if match else frame
 
 
 def summarize(raw: Path) -> dict[str, Any]:

@@ -159,12 +159,23 @@ def _profile_markdown(profile: dict[str, Any]) -> str:
         f"samples; {run.get('deliveries_per_s', 0):,.0f} deliveries/s, "
         f"{run.get('cpu_us_per_delivery', 0):.1f} µs server CPU per delivery while profiled):",
         "",
-        "| what the server was doing | share of samples |",
-        "|---|---:|",
+        "| what the server was doing | share of samples | µs per delivery |",
+        "|---|---:|---:|",
     ]
-    out += [f"| {name} | {share}% |" for name, share in profile["by_path"]]
-    out += ["", "| layer of the innermost frame | share of samples |", "|---|---:|"]
-    out += [f"| {name} | {share}% |" for name, share in profile["self_by_layer"]]
+    # A layer's share of the samples times the CPU per delivery: its cost per frame.
+    per_delivery = run.get("cpu_us_per_delivery", 0) / 100
+    out += [
+        f"| {name} | {share}% | {share * per_delivery:.1f} |" for name, share in profile["by_path"]
+    ]
+    out += [
+        "",
+        "| layer of the innermost frame (self time) | share of samples | µs per delivery |",
+        "|---|---:|---:|",
+    ]
+    out += [
+        f"| {name} | {share}% | {share * per_delivery:.1f} |"
+        for name, share in profile["self_by_layer"]
+    ]
     for title, key in (("self time", "top_self"), ("inclusive time", "top_inclusive")):
         out += ["", f"| top functions by {title} | share |", "|---|---:|"]
         out += [f"| `{name}` | {share}% |" for name, share in profile[key]]

@@ -145,6 +145,7 @@ def _start_profiler(pid: int, duration: float, out: Path, cores: Cores) -> subpr
         "--format",
         "raw",
         "--nonblocking",
+        "--full-filenames",
         "--output",
         str(out),
     ]
