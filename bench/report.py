@@ -108,6 +108,7 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "server_cpu": (ours.get("server_cpu"), baseline.get("server_cpu")),
                     "loadgen_cpu": (ours.get("loadgen_cpu"), baseline.get("loadgen_cpu")),
                     "note": note.strip(),
+                    "baseline_stand_in": baseline.get("stand_in"),
                 }
             )
     return table
@@ -191,7 +192,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     panels = {
         "deliveries/s": ("Max fan-out (higher is better)", "deliveries/s"),
-        "p99 latency": ("p99 latency (lower is better)", "ms"),
+        "p99 latency": ("p99 latency (lower is better; log scale)", "ms"),
         "sustained (delivered/offered)": ("Sustained share of offered load", "fraction"),
         "KiB per connection": ("Memory per idle connection (lower is better)", "KiB"),
     }
@@ -205,7 +206,12 @@ def chart(results: dict[str, Any], path: Path) -> None:
         base = [row["baseline"] or 0 for row in selected]
         width = 0.38
         axis.bar([p - width / 2 for p in positions], ours, width, label="ours", color="#1f77b4")
-        axis.bar([p + width / 2 for p in positions], base, width, label="baseline", color="#aaa")
+        bars = axis.bar(
+            [p + width / 2 for p in positions], base, width, label="baseline", color="#aaa"
+        )
+        for bar, row in zip(bars, selected, strict=True):
+            if row["baseline_stand_in"]:
+                bar.set_hatch("//")  # a stand-in: the baseline has no Redis fan-out
         for p, row in zip(positions, selected, strict=True):
             text = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}x"
             if row["verdict"]:
@@ -215,6 +221,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
             if target and not target.endswith("baseline"):
                 value = float(target.split()[1].replace(",", ""))
                 axis.hlines(value, p - 0.45, p + 0.45, colors="red", linestyles="dashed")
+        if metric == "p99 latency":
+            axis.set_yscale("log")
         axis.set_title(title)
         axis.set_ylabel(ylabel)
         axis.set_xticks(list(positions), labels, rotation=15, fontsize=8)
