@@ -33,11 +33,17 @@ from bench.scenarios import BASELINE_STAND_IN, SCENARIOS, Scenario, smoke
 # Logged by chat_service when REDIS_URL is set on a build without Redis fan-out.
 REDIS_NOT_BUILT = "Redis fan-out is not built"
 # Our server's settings in every scenario, so that it does what the baseline
-# does: no per-connection INFO log lines, and no join/leave events (500
-# clients joining one room are 125,000 join frames, enough to overflow the
-# first clients' send queues while the others connect); and a short drain,
-# since the load generator has gone when a server is stopped.
-OURS_ENV = {"LOG_LEVEL": "WARNING", "JOIN_LEAVE_EVENTS": "false", "SHUTDOWN_GRACE_SECONDS": "2"}
+# does: no per-connection INFO log lines, no join/leave events (500 clients
+# joining one room are 125,000 join frames, enough to overflow the first
+# clients' send queues while the others connect), and no rate limit (the
+# max-speed publisher sends hundreds of messages a second); and a short
+# drain, since the load generator has gone when a server is stopped.
+OURS_ENV = {
+    "LOG_LEVEL": "WARNING",
+    "JOIN_LEAVE_EVENTS": "false",
+    "RATE_LIMIT_PER_SECOND": "0",
+    "SHUTDOWN_GRACE_SECONDS": "2",
+}
 # Beyond the scenario's own durations, how long the load generator may take
 # before it is killed (connecting, start-up, shutting down).
 LOADGEN_SLACK = 60.0
