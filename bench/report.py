@@ -86,7 +86,7 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 if run.get("loadgen_cpu", 0) > LOADGEN_SATURATED and "stand_in" not in run:
                     note += f" loadgen near saturation in {who}'s run."
                 if scenario["mode"] == "fanout" and run.get("server_cpu", 1) < SERVER_STARVED:
-                    note += f" {who}'s server used {run['server_cpu']:.0%} of its core."
+                    note += f" {who}: server used {run['server_cpu']:.0%} of its core."
                 if run.get("expired_in_flight") and "stand_in" not in run:
                     note += f" {who}: {run['expired_in_flight']} messages never reached everyone."
                 closes = run.get("unexpected_closes")
