@@ -9,6 +9,7 @@ import sys
 import trio
 
 from .config import Config, ConfigError
+from .gc_tuning import tune_gc
 from .server import serve
 
 __all__ = ["main"]
@@ -44,6 +45,7 @@ def main() -> int:
         # the Redis broadcaster already logs an outage once, in our words.
         logging.getLogger("coredis").setLevel(logging.WARNING)
     log.info("starting host=%s port=%s redis=%s", config.host, config.port, bool(config.redis_url))
+    tune_gc()
     trio.run(lambda: serve(config, shutdown_trigger=_wait_for_signal))
     log.info("stopped")
     return 0
