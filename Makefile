@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest openapi redis-server clean
+.PHONY: run test lint typecheck pytest openapi redis-server bench bench-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,27 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) redis-server
+pytest: $(STAMP) redis-server bench-deps
 	$(BIN)/pytest
 
 ## openapi: regenerate the committed API documents (openapi/) from the code
 openapi: $(STAMP)
 	$(BIN)/python -m chat_service.api.documents
+
+## bench: the benchmark, ours against the bare-stack baseline (a few minutes; see bench/README.md)
+bench: bench-deps redis-server
+	$(BIN)/python -m bench.run --profile
+
+# The benchmark's Python extras and its Node load generator (the smoke test needs them too).
+BENCH_STAMP := $(VENV)/.bench-installed
+bench-deps: $(BENCH_STAMP) bench/node_modules/.package-lock.json
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json
+	cd bench && npm ci --no-audit --no-fund --loglevel=error
 
 # The Redis tests start their own redis-server processes; install the binary where it is missing.
 redis-server:

@@ -13,6 +13,7 @@ import trio
 from .app import ChatRuntime
 from .config import Config, ConfigError
 from .failures import summarize
+from .gc_tuning import tune_gc
 from .server import serve
 
 __all__ = ["main", "run"]
@@ -83,7 +84,12 @@ def main() -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    if config.log_level != "DEBUG":
+        # coredis logs each lost connection at INFO (with an empty traceback);
+        # the Redis broadcaster already logs an outage once, in our words.
+        logging.getLogger("coredis").setLevel(logging.WARNING)
     log.info("starting host=%s port=%s redis=%s", config.host, config.port, bool(config.redis_url))
+    tune_gc()
     return run(config)
 
 

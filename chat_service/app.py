@@ -12,6 +12,7 @@ from quart_trio import QuartTrio
 from .config import Config
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
 from .realtime.capacity import Capacity
+from .realtime.redis_broadcaster import RedisBroadcaster
 
 __all__ = ["ChatRuntime", "create_app"]
 
@@ -21,8 +22,11 @@ log = logging.getLogger(__name__)
 def make_broadcaster(config: Config) -> Broadcaster:
     """Redis fan-out when `REDIS_URL` is set, else in-process fan-out."""
     if config.redis_url:
-        log.warning(
-            "REDIS_URL is set, but Redis fan-out is not built yet: serving this instance alone"
+        return RedisBroadcaster(
+            config.redis_url,
+            channel_prefix=config.redis_channel_prefix,
+            reconnect_min=config.redis_reconnect_min,
+            reconnect_max=config.redis_reconnect_max,
         )
     return LocalBroadcaster()
 

@@ -112,7 +112,18 @@ def _redis_url(raw: str) -> str:
     database = parts.path.lstrip("/")
     if parts.scheme != "unix" and database and not database.isdigit():
         raise ValueError("the database number after the host must be an integer")
+    _check_coredis_accepts(url)
     return url
+
+
+def _check_coredis_accepts(url: str) -> None:
+    """Let coredis parse `url` (query options, TLS files) without connecting."""
+    import coredis
+
+    try:
+        coredis.Redis.from_url(url)
+    except (ValueError, LookupError, OSError) as exc:
+        raise ValueError(f"is not usable by coredis ({type(exc).__name__}: {exc})") from None
 
 
 def _channel_prefix(raw: str) -> str:
@@ -138,6 +149,11 @@ class Config:
     port: int = _env("PORT", _port, 8080)
     redis_url: str = _env("REDIS_URL", _redis_url, "")
     redis_channel_prefix: str = _env("REDIS_CHANNEL_PREFIX", _channel_prefix, "chat:room:")
+    # Waits between attempts to reach Redis, in seconds: the bound doubles
+    # from the first to the cap. 0.1 s rides out a restart; 10 s keeps a long
+    # outage from costing more than a connect attempt now and then.
+    redis_reconnect_min: float = _env("REDIS_RECONNECT_MIN", _positive_float, 0.1)
+    redis_reconnect_max: float = _env("REDIS_RECONNECT_MAX", _positive_float, 10.0)
     auth_enabled: bool = _env("AUTH_ENABLED", _boolean, False)
     auth_jwt_secret: str = _env("AUTH_JWT_SECRET", _text, "")
     log_level: str = _env("LOG_LEVEL", _log_level, "INFO")
@@ -201,6 +217,8 @@ class Config:
         return config
 
     def _check_consistency(self) -> None:
+        if self.redis_reconnect_max < self.redis_reconnect_min:
+            raise ConfigError("REDIS_RECONNECT_MAX: must not be less than REDIS_RECONNECT_MIN")
         if self.auth_enabled and not self.auth_jwt_secret:
             raise ConfigError("AUTH_JWT_SECRET: required when AUTH_ENABLED is true")
         if self.auth_enabled and len(self.auth_jwt_secret.encode()) < _MIN_SECRET_BYTES:

@@ -30,12 +30,15 @@ def test_values_are_parsed() -> None:
             "REDIS_URL": "redis://:pw@localhost:6380/2",
             "JOIN_LEAVE_EVENTS": "false",
             "HANDSHAKE_TIMEOUT": "2.5",
+            "REDIS_RECONNECT_MIN": "0.5",
+            "REDIS_RECONNECT_MAX": "30",
         }
     )
     assert config.handshake_timeout == 2.5
     assert (config.port, config.auth_enabled, config.heartbeat_interval) == (9000, True, 0.5)
     assert (config.log_level, config.join_leave_events) == ("DEBUG", False)
     assert config.redis_url == "redis://:pw@localhost:6380/2"
+    assert (config.redis_reconnect_min, config.redis_reconnect_max) == (0.5, 30.0)
 
 
 @pytest.mark.parametrize(
@@ -53,6 +56,9 @@ def test_values_are_parsed() -> None:
         ({"HANDSHAKE_TIMEOUT": "0"}, "HANDSHAKE_TIMEOUT"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
         ({"REDIS_URL": "redis://localhost:port"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://localhost?db=abc"}, "REDIS_URL"),
+        ({"REDIS_RECONNECT_MIN": "0"}, "REDIS_RECONNECT_MIN"),
+        ({"REDIS_RECONNECT_MIN": "5", "REDIS_RECONNECT_MAX": "1"}, "REDIS_RECONNECT_MAX"),
     ],
 )
 def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) -> None:
@@ -67,6 +73,9 @@ def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) 
         ({"AUTH_ENABLED": "1"}, "AUTH_JWT_SECRET"),
         ({"MAX_MESSAGE_BYTES": "-5"}, "MAX_MESSAGE_BYTES"),
         ({"REDIS_URL": "redis://host:notaport"}, "REDIS_URL"),
+        # Malformed in ways only coredis' own URL parsing finds.
+        ({"REDIS_URL": "redis://localhost:6379?db=abc"}, "REDIS_URL"),
+        ({"REDIS_URL": "rediss://localhost:6379?ssl_cert_reqs=sometimes"}, "REDIS_URL"),
     ],
 )
 def test_bad_config_exits_2_with_one_line(environ: dict[str, str], variable: str) -> None:

@@ -121,7 +121,9 @@ def _health_paths() -> Schema:
                     ),
                 },
                 "503": {
-                    "description": "Not ready; `reason` says why (e.g. `starting`, `draining`)",
+                    "description": (
+                        "Not ready; `reason` says why (`starting`, `draining`, `redis_unavailable`)"
+                    ),
                     "content": _json(
                         _closed_object(
                             {"status": {"const": "not_ready"}, "reason": {"type": "string"}}

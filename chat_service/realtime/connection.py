@@ -144,13 +144,10 @@ class Connection:
             if self.batch:
                 frame = self._coalesce(frame)
             await transport.send(frame)
-            if self._flush_ticker is not None and self._has_queued_frames():
+            if self._flush_ticker is not None and self.queued:
                 # Busy: let the room's inbound traffic catch up, then flush with
                 # every other busy connection at the next tick.
                 await self._flush_ticker.wait_for_tick()
-
-    def _has_queued_frames(self) -> bool:
-        return self._outbox.statistics().current_buffer_used > 0
 
     def _coalesce(self, first: str) -> str:
         """`first` and whatever else is queued now, joined into one batched frame."""

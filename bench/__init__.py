@@ -1,0 +1,1 @@
+"""chat_service's benchmark: see bench/run.py."""

@@ -1,0 +1,178 @@
+"""The benchmark's scenarios, their headline metrics and the issue's targets.
+
+A scenario is what the load generator does (bench/loadgen.js's fields) and
+how the servers are configured for it; `full` sizes are the issue's, `smoke`
+sizes are tiny, for the test that keeps the benchmark from rotting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+__all__ = ["SCENARIOS", "Metric", "Scenario", "smoke"]
+
+Better = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure a scenario reports, and the issue's target for it, if any.
+
+    `key` names a field of the scenario's result; `target_ratio` is a
+    minimum of ours/baseline, `target` an absolute bound in `unit`.
+    """
+
+    key: str
+    label: str
+    unit: str
+    better: Better
+    target: float | None = None
+    target_ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load pattern, run against each server in `servers`."""
+
+    name: str
+    mode: Literal["fanout", "rate", "rooms", "idle"]
+    rooms: int
+    clients_per_room: int
+    metrics: tuple[Metric, ...]
+    batch: bool = False
+    in_flight: int = 0
+    rate: float = 0.0
+    warmup: float = 3.0
+    duration: float = 10.0
+    drain: float = 1.0
+    instances: int = 1
+    redis: bool = False
+    servers: tuple[str, ...] = ("ours", "baseline")
+    # Settings of our server for this scenario (environment variables).
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        """What the scenario does, in words, at its actual sizes."""
+        if self.mode == "fanout":
+            words = f"{self.rooms} room x {self.clients_per_room}, 1 publisher, "
+            words += f"{self.in_flight} in flight"
+        elif self.mode == "rate":
+            words = f"{self.rooms} room x {self.clients_per_room}, {self.rate:g} msg/s"
+        elif self.mode == "rooms":
+            words = f"{self.rooms} rooms x {self.clients_per_room}, {self.rate:g} msg/s per client"
+        else:
+            words = f"{self.rooms * self.clients_per_room:,} idle connections"
+        if self.instances > 1:
+            words = f"{self.instances} instances on 1 Redis, {words}"
+        return words + (", batch=1" if self.batch else "")
+
+    def loadgen_config(self, urls: list[str]) -> dict[str, Any]:
+        """The JSON scenario bench/loadgen.js reads."""
+        return {
+            "mode": self.mode,
+            "urls": urls,
+            "rooms": self.rooms,
+            "clients_per_room": self.clients_per_room,
+            "batch": self.batch,
+            "in_flight": self.in_flight,
+            "rate": self.rate,
+            "warmup": self.warmup,
+            "duration": self.duration,
+            "drain": self.drain,
+            # Enough parallel handshakes to keep the server's core busy, few
+            # enough not to overflow its listen backlog.
+            "connect_concurrency": 100,
+            "connect_timeout": 30,
+        }
+
+
+_DELIVERIES = Metric("deliveries_per_s", "deliveries/s", "/s", "higher")
+# Server CPU time per delivered frame: the per-frame cost the profile explains.
+_CPU_PER_DELIVERY = Metric("cpu_us_per_delivery", "server CPU per delivery", "µs", "lower")
+_P50 = Metric("latency_p50_ms", "p50 latency", "ms", "lower")
+_SUSTAINED = Metric("sustained_fraction", "sustained (delivered/offered)", "", "higher")
+
+
+def _p99(target: float | None = None) -> Metric:
+    return Metric("latency_p99_ms", "p99 latency", "ms", "lower", target=target)
+
+
+_ROOM500_MAX = Scenario(
+    "room500-max",
+    "fanout",
+    rooms=1,
+    clients_per_room=500,
+    in_flight=50,
+    metrics=(replace(_DELIVERIES, target_ratio=0.9), _CPU_PER_DELIVERY),
+)
+_ROOM500_5MPS = Scenario(
+    "room500-5mps",
+    "rate",
+    rooms=1,
+    clients_per_room=500,
+    rate=5,
+    metrics=(_P50, _p99(150)),
+    # 100 messages rather than 50: the p99 of 500 deliveries each rests on
+    # the slowest few messages, and varied 3x between 10 s runs.
+    duration=20.0,
+)
+_ROOMS50X20 = Scenario(
+    "rooms50x20", "rooms", rooms=50, clients_per_room=20, rate=1, metrics=(_SUSTAINED, _p99())
+)
+_ROOMS50X20_BATCHED = replace(
+    _ROOMS50X20,
+    name="rooms50x20-batched",
+    batch=True,
+    metrics=(replace(_SUSTAINED, target=0.95), _p99(500)),
+)
+
+SCENARIOS: tuple[Scenario, ...] = (
+    _ROOM500_MAX,
+    replace(
+        _ROOM500_MAX,
+        name="room500-max-batched",
+        batch=True,
+        metrics=(replace(_DELIVERIES, target=100_000), _CPU_PER_DELIVERY),
+    ),
+    _ROOM500_5MPS,
+    replace(_ROOM500_5MPS, name="room500-5mps-batched", batch=True),
+    _ROOMS50X20,
+    _ROOMS50X20_BATCHED,
+    Scenario(
+        "idle5000",
+        "idle",
+        rooms=1,
+        clients_per_room=5000,
+        metrics=(Metric("kib_per_connection", "KiB per connection", "KiB", "lower", target=30),),
+    ),
+    replace(
+        _ROOMS50X20_BATCHED,
+        name="redis2x-rooms50x20-batched",
+        instances=2,
+        redis=True,
+        # The baseline has no Redis fan-out: the ratio compares with its
+        # single-instance run of the same load (rooms50x20-batched).
+        servers=("ours",),
+        metrics=(replace(_SUSTAINED, target=0.95), _p99(1000)),
+    ),
+)
+
+# The scenario whose baseline figures stand in for a Redis scenario's.
+BASELINE_STAND_IN = {"redis2x-rooms50x20-batched": "rooms50x20-batched"}
+
+
+def smoke(scenario: Scenario) -> Scenario:
+    """`scenario` at tiny sizes: it exercises every path in about a second."""
+    clients = {"idle": 50, "rooms": 4}.get(scenario.mode, 20)
+    return replace(
+        scenario,
+        rooms=min(scenario.rooms, 3),
+        clients_per_room=clients,
+        in_flight=min(scenario.in_flight, 5),
+        rate=scenario.rate * 4,
+        warmup=0.2,
+        duration=0.5,
+        drain=0.2,
+    )

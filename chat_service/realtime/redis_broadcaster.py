@@ -1,0 +1,319 @@
+"""Fan-out between instances through Redis pub/sub (coredis, on trio).
+
+Every room has one channel, `{prefix}{room}`. A frame reaches local clients
+only when it comes back from Redis, so every instance delivers a room's
+frames in the one order Redis gives them. While Redis is unreachable the
+instance fans out to its own clients alone and keeps reconnecting.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import deque
+from typing import Any
+
+import anyio
+import coredis
+import trio
+from coredis.exceptions import RedisError
+from coredis.patterns.pubsub import PubSub
+from coredis.retry import NoRetryPolicy
+
+from .backoff import Backoff
+from .broadcaster import Broadcaster, Deliver
+
+__all__ = ["RedisBroadcaster"]
+
+log = logging.getLogger(__name__)
+
+# Frames waiting for the publisher task before publish() makes its caller
+# wait: a fraction of a second of a busy instance, a few MiB at most.
+PUBLISH_QUEUE_SIZE = 1024
+# Longest a connect, a command or a subscription may take. Redis answers in
+# well under a millisecond on a LAN; 5 s means it is stuck or unreachable,
+# and fan-out is better degraded to this instance than stalled.
+REDIS_TIMEOUT = 5.0
+# A skipped client's id travels in front of its frame. Frames are JSON
+# objects (they start with "{"), client ids are hex: one space separates.
+_SKIP_SEPARATOR = " "
+# What counts as "Redis is unavailable": coredis' own errors, its request
+# timeouts and socket errors. Anything else is a bug and ends the service.
+_REDIS_DOWN = (RedisError, TimeoutError, OSError)
+
+
+def _wrap(frame: str, skip: str | None) -> str:
+    return frame if skip is None else f"{skip}{_SKIP_SEPARATOR}{frame}"
+
+
+def _unwrap(payload: str) -> tuple[str, str | None]:
+    if payload.startswith("{"):
+        return payload, None
+    skip, _, frame = payload.partition(_SKIP_SEPARATOR)
+    return frame, skip
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+class RedisBroadcaster(Broadcaster):
+    """Room frames through Redis pub/sub, surviving Redis outages.
+
+    `run` keeps one session with Redis at a time: a connection for a
+    publisher task that sends whatever frames have queued up as one
+    pipelined batch, and a subscribed connection whose frames go to
+    `deliver`. The instance subscribes to a room's channel only while the
+    room has local members. When the session fails, `run` logs it once,
+    delivers from then on straight to local members (publishing nothing of
+    that later, so nothing is duplicated), and reconnects with backoff,
+    resubscribing the rooms that have local members.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        channel_prefix: str,
+        reconnect_min: float,
+        reconnect_max: float,
+        queue_size: int = PUBLISH_QUEUE_SIZE,
+    ) -> None:
+        self._url = url
+        self._prefix = channel_prefix
+        self._backoff = Backoff(reconnect_min, reconnect_max)
+        self._queue_size = queue_size
+        instance = secrets.token_hex(8)
+        self.client_name = f"chat_service-{instance}"
+        """The name of this instance's connections in Redis' CLIENT LIST."""
+        # Room names never hold "#": this channel is no room's, yet it shares
+        # the prefix, so ACLs on the prefix cover it.
+        self.control_channel = f"{channel_prefix}#{instance}"
+        """This instance's own channel, for flush() markers."""
+        self._deliver: Deliver | None = None
+        self._connected = False
+        self._outage_logged = False
+        # Rooms with local members -> the event subscribe() returned.
+        self._rooms: dict[str, trio.Event] = {}
+        # Rooms subscribed on Redis in this session, and rooms to reconcile.
+        self._active: set[str] = set()
+        self._dirty: set[str] = set()
+        self._queue: deque[tuple[str, str]] = deque()
+        self._flush_waiters: dict[str, trio.Event] = {}
+        self._queue_filled = trio.lowlevel.ParkingLot()
+        self._queue_space = trio.lowlevel.ParkingLot()
+        self._rooms_changed = trio.lowlevel.ParkingLot()
+        self._state_changed = trio.lowlevel.ParkingLot()
+
+    @property
+    def unready_reason(self) -> str | None:
+        """`redis_unavailable` until a session with Redis is up, and again
+        from the moment it fails until the next one is."""
+        return None if self._connected else "redis_unavailable"
+
+    async def wait_connected(self, connected: bool = True) -> None:
+        """Return once the session with Redis is up (or, with
+        `connected=False`, down). Cancellation just ends the wait."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self._connected != connected:
+            await self._state_changed.park()
+
+    async def run(
+        self, deliver: Deliver, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until cancelled; see the class docstring.
+
+        Reports `started()` at once, before Redis is reached: until it is,
+        the instance serves its own clients and is not ready. Cancellation
+        closes every Redis connection before it returns.
+        """
+        self._deliver = deliver
+        task_status.started()
+        try:
+            while True:
+                try:
+                    await self._serve_session()
+                except* _REDIS_DOWN as group:
+                    self._disconnect(_first_error(group))
+                else:  # a connection closed under coredis' feet (see _serve_session)
+                    self._disconnect(ConnectionError("connection closed"))
+                await self._backoff.wait()
+        finally:
+            self._disconnect(None)
+            self._deliver = None
+
+    async def publish(self, room: str, frame: str, *, skip: str | None = None) -> None:
+        await self._send(self._prefix + room, _wrap(frame, skip))
+
+    async def flush(self) -> None:
+        """See `Broadcaster.flush`: a marker goes to this instance's own
+        channel behind everything queued, and we wait for it to come back."""
+        if not self._connected:
+            await trio.lowlevel.checkpoint()
+            return
+        token = secrets.token_hex(8)
+        arrived = self._flush_waiters[token] = trio.Event()
+        try:
+            await self._send(self.control_channel, token)
+            await arrived.wait()
+        finally:
+            del self._flush_waiters[token]
+
+    def subscribe(self, room: str) -> trio.Event:
+        """See `Broadcaster.subscribe`. The event is set once Redis has
+        acknowledged the SUBSCRIBE, or at once while Redis is down (this
+        instance's own frames reach the room without a subscription)."""
+        subscribed = self._rooms[room] = trio.Event()
+        if not self._connected or room in self._active:
+            subscribed.set()
+        else:
+            self._dirty.add(room)
+            self._rooms_changed.unpark_all()
+        return subscribed
+
+    def unsubscribe(self, room: str) -> None:
+        self._rooms.pop(room, None)
+        if self._connected:
+            self._dirty.add(room)
+            self._rooms_changed.unpark_all()
+
+    async def _send(self, channel: str, payload: str) -> None:
+        """Queue one payload for the publisher, waiting while the queue is
+        full; while Redis is down, hand it straight to local delivery.
+        If cancelled, the payload was not queued."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self._connected and len(self._queue) >= self._queue_size:
+            await self._queue_space.park()
+        if self._deliver is None:
+            raise trio.ClosedResourceError("the broadcaster is not running")
+        if self._connected:
+            self._queue.append((channel, payload))
+            self._queue_filled.unpark()
+        else:
+            self._dispatch(channel, payload)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        """Hand a payload that came back from Redis (or never left, while
+        Redis is down) to local delivery, or to its flush() waiter."""
+        if channel == self.control_channel:
+            if (arrived := self._flush_waiters.get(payload)) is not None:
+                arrived.set()
+            return
+        assert self._deliver is not None
+        frame, skip = _unwrap(payload)
+        self._deliver(channel[len(self._prefix) :], frame, skip)
+
+    async def _serve_session(self) -> None:
+        """Connect, subscribe the rooms with local members, then publish
+        and receive until a Redis error ends the session (it raises it).
+        Cancellation closes the session's connections."""
+        client = coredis.Redis.from_url(
+            self._url,
+            decode_responses=True,
+            retry_policy=NoRetryPolicy(),
+            client_name=self.client_name,
+            connect_timeout=REDIS_TIMEOUT,
+            stream_timeout=REDIS_TIMEOUT,
+        )
+        async with client:
+            await client.ping()
+            try:
+                async with client.pubsub(
+                    ignore_subscribe_messages=True,
+                    retry_policy=NoRetryPolicy(),
+                    subscription_timeout=REDIS_TIMEOUT,
+                ) as pubsub:
+                    rooms = set(self._rooms)
+                    await pubsub.subscribe(self.control_channel, *map(self._channel, rooms))
+                    self._connect(rooms)
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._publish_batches, client)
+                        nursery.start_soon(self._follow_rooms, pubsub)
+                        await self._receive(pubsub)
+            except* anyio.ClosedResourceError:
+                # Cancelled together with its connection, coredis' (6.9) PubSub
+                # cleanup writes UNSUBSCRIBE to the already closed connection.
+                # The connection is gone either way; what else happened (the
+                # cancellation) still propagates.
+                pass
+
+    def _connect(self, subscribed: set[str]) -> None:
+        self._connected = True
+        self._active = subscribed
+        self._dirty = set(self._rooms).symmetric_difference(subscribed)
+        self._backoff.reset()
+        if self._dirty:
+            self._rooms_changed.unpark_all()
+        self._state_changed.unpark_all()
+        state = "reconnected" if self._outage_logged else "connected"
+        log.info("redis %s rooms=%d", state, len(subscribed))
+        self._outage_logged = False
+
+    def _disconnect(self, error: BaseException | None) -> None:
+        """End the session's state: from now on frames go straight to local
+        members. Frames still queued never reached Redis, so they are
+        delivered here and now (a batch already sent may be lost, never
+        doubled)."""
+        if error is not None and not self._outage_logged:
+            log.warning(
+                "redis unavailable, fanning out to this instance only until it is back: %s",
+                str(error) or type(error).__name__,
+            )
+            self._outage_logged = True
+        self._connected = False
+        self._active = set()
+        self._dirty = set()
+        unsent, self._queue = self._queue, deque()
+        if self._deliver is not None:
+            for channel, payload in unsent:
+                self._dispatch(channel, payload)
+        for event in [*self._rooms.values(), *self._flush_waiters.values()]:
+            event.set()
+        self._queue_space.unpark_all()
+        self._state_changed.unpark_all()
+
+    def _channel(self, room: str) -> str:
+        return self._prefix + room
+
+    async def _publish_batches(self, client: coredis.Redis[Any]) -> None:
+        """Send everything queued as one pipelined batch, again and again."""
+        while True:
+            while not self._queue:
+                await self._queue_filled.park()
+            batch, self._queue = self._queue, deque()
+            self._queue_space.unpark_all()
+            async with client.pipeline(transaction=False) as pipe:
+                for channel, payload in batch:
+                    pipe.publish(channel, payload)
+
+    async def _follow_rooms(self, pubsub: PubSub[Any]) -> None:
+        """Subscribe and unsubscribe on Redis as rooms gain their first local
+        member or lose their last, in batches."""
+        while True:
+            while not self._dirty:
+                await self._rooms_changed.park()
+            changed, self._dirty = self._dirty, set()
+            gone = {room for room in changed if room not in self._rooms and room in self._active}
+            new = {room for room in changed if room in self._rooms and room not in self._active}
+            if gone:
+                # Forget them first: a room re-joined meanwhile must wait
+                # for its new subscription, not ride on the dying one.
+                self._active -= gone
+                await pubsub.unsubscribe(*map(self._channel, gone))
+            if new:
+                await pubsub.subscribe(*map(self._channel, new))
+                self._active |= new
+                for room in new:
+                    if (subscribed := self._rooms.get(room)) is not None:
+                        subscribed.set()
+
+    async def _receive(self, pubsub: PubSub[Any]) -> None:
+        """Dispatch every message of the subscribed channels, in order."""
+        while True:
+            message = await pubsub.get_message()
+            if message is not None and message["type"] == "message":
+                self._dispatch(str(message["channel"]), str(message["data"]))

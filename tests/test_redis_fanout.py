@@ -1,0 +1,230 @@
+"""Several instances on one real redis-server behave as one chat."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+from collections import defaultdict
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import port_for
+import pytest
+import trio
+from mirakuru import TCPExecutor
+from pytest_redis.executor import RedisExecutor
+
+from chat_service.realtime.message import encode
+
+from .conftest import StartRedis, StartServer, start_server_in
+from .helpers import WAIT, Client, RunningServer, connect
+from .redis_helpers import (
+    broadcaster,
+    chat_bodies,
+    clients_named,
+    redis_client,
+    start_instances,
+    tcp_url,
+)
+
+
+async def test_message_crosses_instances_once(
+    start_server: StartServer, redis_server: RedisExecutor
+) -> None:
+    a, b = await start_instances(start_server, tcp_url(redis_server), 2)
+    async with connect(a.url("general")) as alice, connect(b.url("general")) as bob:
+        # Bob's join came to Alice through Redis; Bob did not get his own.
+        join = await alice.receive()
+        assert (join["type"], join["client_id"]) == ("join", bob.client_id)
+        await alice.send({"body": "hi from a"})
+        await bob.send({"body": "hi from b"})
+        for client in (alice, bob):
+            first = await client.receive_type("chat")
+            second = await client.receive_type("chat")
+            assert {first["body"], second["body"]} == {"hi from a", "hi from b"}
+            assert await client.drain_until_sync() == []
+
+
+async def test_rooms_stay_isolated_across_instances(
+    start_server: StartServer, redis_server: RedisExecutor
+) -> None:
+    a, b = await start_instances(start_server, tcp_url(redis_server), 2, join_leave_events=False)
+    async with (
+        connect(a.url("x")) as sender,
+        connect(b.url("x")) as same_room,
+        connect(b.url("y")) as other_room,
+    ):
+        await sender.send({"body": "for x"})
+        assert (await same_room.receive_type("chat"))["body"] == "for x"
+        # b handed that frame to its hub already: had it gone to y, it would be here.
+        assert await other_room.drain_until_sync() == []
+
+
+async def test_every_client_everywhere_sees_one_order(
+    start_server: StartServer, redis_server: RedisExecutor
+) -> None:
+    servers = await start_instances(start_server, tcp_url(redis_server), 3, join_leave_events=False)
+    per_sender = 15
+    async with (
+        connect(servers[0].url("r")) as c0,
+        connect(servers[0].url("r")) as c1,
+        connect(servers[1].url("r")) as c2,
+        connect(servers[1].url("r")) as c3,
+        connect(servers[2].url("r")) as c4,
+        connect(servers[2].url("r")) as c5,
+    ):
+        clients = [c0, c1, c2, c3, c4, c5]
+        seen: dict[int, list[dict[str, Any]]] = defaultdict(list)
+
+        async def send_all(index: int, client: Client) -> None:
+            for n in range(per_sender):
+                await client.send({"body": f"{index}:{n}"})
+
+        async def receive_all(index: int, client: Client) -> None:
+            while len(seen[index]) < per_sender * len(clients):
+                seen[index].append(await client.receive_type("chat"))
+
+        with trio.fail_after(WAIT):
+            async with trio.open_nursery() as nursery:
+                for index, client in enumerate(clients):
+                    nursery.start_soon(receive_all, index, client)
+                    nursery.start_soon(send_all, index, client)
+
+    orders = [chat_bodies(seen[index]) for index in range(len(clients))]
+    assert all(order == orders[0] for order in orders), "clients disagree on the order"
+    assert len(set(orders[0])) == per_sender * len(clients), "a message was lost or doubled"
+    for index in range(len(clients)):
+        mine = [body for body in orders[0] if body.startswith(f"{index}:")]
+        assert mine == [f"{index}:{n}" for n in range(per_sender)], "a sender's order changed"
+
+
+async def _subscribers(redis: RedisExecutor, room: str) -> int:
+    async with redis_client(redis) as client:
+        counts = await client.pubsub_numsub(f"chat:room:{room}")
+    return int(counts[f"chat:room:{room}"])
+
+
+async def _fence(server: RunningServer, nursery: trio.Nursery) -> None:
+    """Return once `server` has sent Redis every SUBSCRIBE/UNSUBSCRIBE it
+    owed so far: it (un)subscribes in order on one connection, and a client
+    joining a new room gets its welcome only after that room's SUBSCRIBE."""
+    entered = trio.Event()
+
+    async def join_new_room() -> None:
+        async with connect(server.url(f"fence-{secrets.token_hex(4)}")):
+            entered.set()
+            await trio.sleep_forever()
+
+    nursery.start_soon(join_new_room)
+    with trio.fail_after(WAIT):
+        await entered.wait()
+
+
+async def test_subscriptions_follow_local_membership(
+    start_server: StartServer, redis_server: RedisExecutor, nursery: trio.Nursery
+) -> None:
+    a, b = await start_instances(start_server, tcp_url(redis_server), 2)
+    async with redis_client(redis_server) as client:
+        assert set(await client.pubsub_channels("chat:room:*")) == {
+            broadcaster(a).control_channel,
+            broadcaster(b).control_channel,
+        }
+    assert await _subscribers(redis_server, "x") == 0
+
+    async with connect(b.url("x")) as witness:
+        async with connect(a.url("x")):
+            assert await _subscribers(redis_server, "x") == 2
+            async with connect(a.url("x")):
+                assert await _subscribers(redis_server, "x") == 2
+            await witness.receive_type("leave")
+            await _fence(a, nursery)
+            assert await _subscribers(redis_server, "x") == 2, "a still has a member in x"
+        await witness.receive_type("leave")
+        await _fence(a, nursery)
+        assert await _subscribers(redis_server, "x") == 1, "a kept x without members"
+
+
+async def test_flush_returns_once_published_frames_came_back(
+    start_server: StartServer, redis_server: RedisExecutor
+) -> None:
+    (server,) = await start_instances(start_server, tcp_url(redis_server), 1)
+    async with connect(server.url("r")) as client:
+        for n in range(50):
+            await broadcaster(server).publish("r", encode({"type": "chat", "body": str(n)}))
+        await broadcaster(server).flush()
+        # flush() handed every frame to the hub: the pong comes after all of them.
+        frames = await client.drain_until_sync()
+    assert chat_bodies(frames) == [str(n) for n in range(50)]
+
+
+async def test_stopping_closes_every_redis_connection(
+    start_server: StartServer, redis_server: RedisExecutor
+) -> None:
+    url = tcp_url(redis_server)
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as own:
+            # This instance's nursery is ours, so we can stop it mid-test.
+            (server,) = await start_instances(partial(start_server_in, own), url, 1)
+            name = broadcaster(server).client_name
+            async with connect(server.url("r")) as client:
+                await client.send({"body": "hello"})
+                await client.receive_type("chat")
+                assert len(await clients_named(redis_server, name)) >= 2  # publisher, subscriber
+            scope.cancel()
+    assert await clients_named(redis_server, name) == []
+
+
+async def test_unix_socket_and_password_with_database(
+    start_server: StartServer, start_redis: StartRedis
+) -> None:
+    redis = start_redis(password="s3cret-pass")
+    over_tcp = tcp_url(redis, password="s3cret-pass", db=3)
+    over_unix = f"unix://:s3cret-pass@{redis.unixsocket}?db=3"
+    (a,) = await start_instances(start_server, over_tcp, 1)
+    (b,) = await start_instances(start_server, over_unix, 1)
+    async with connect(a.url("r")) as alice, connect(b.url("r")) as bob:
+        await bob.send({"body": "over the socket"})
+        assert (await alice.receive_type("chat"))["body"] == "over the socket"
+        for server in (a, b):
+            entries = await clients_named(redis, broadcaster(server).client_name)
+            assert entries
+            assert {entry["db"] for entry in entries} == {3}
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[TCPExecutor, Path]]:
+    """A redis-server speaking only TLS, with a self-signed certificate for
+    127.0.0.1; the certificate is its own CA."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make the test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    openssl += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+    openssl += ["-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        openssl,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    port = port_for.select_random()
+    command = [shutil.which("redis-server") or "redis-server", "--port", "0", "--save", ""]
+    command += ["--bind", "127.0.0.1", "--tls-port", str(port), "--tls-auth-clients", "no"]
+    command += ["--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    command += ["--tls-ca-cert-file", str(cert), "--dir", str(tmp_path)]
+    with TCPExecutor(command, host="127.0.0.1", port=port, timeout=10) as executor:
+        yield executor, cert
+
+
+async def test_tls_url_with_certificate_check(
+    start_server: StartServer, tls_redis: tuple[TCPExecutor, Path]
+) -> None:
+    redis, cert = tls_redis
+    url = f"rediss://127.0.0.1:{redis.port}?ssl_ca_certs={cert}&ssl_cert_reqs=required"
+    a, b = await start_instances(start_server, url, 2)
+    async with connect(a.url("r")) as alice, connect(b.url("r")) as bob:
+        await alice.send({"body": "over TLS"})
+        assert (await bob.receive_type("chat"))["body"] == "over TLS"
