@@ -1,5 +1,6 @@
-"""Shutdown as operators see it: `python -m chat_service` drained by SIGTERM
-or SIGINT with real clients connected, and what a second signal does."""
+"""Shutdown as operators see it: `python -m chat_service` on a real Redis,
+drained by SIGTERM or SIGINT with real clients connected, and what a second
+signal does."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import signal
 import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import trio
+from pytest_redis.executor import RedisExecutor
 from trio_websocket import ConnectionClosed
 
 from .helpers import WAIT, Client, connect, raw_request, raw_upgrade
+from .redis_helpers import redis_client, tcp_url
 from .service import Service, run_service
 from .wire import OP_TEXT, read_until, upgrade_request, ws_frame
 
@@ -66,10 +70,20 @@ async def open_stuck_client(service: Service) -> trio.SocketStream:
     return stream
 
 
+async def _instance_connections(redis: RedisExecutor) -> list[dict[str, Any]]:
+    """CLIENT LIST entries of chat_service instances (they name their connections)."""
+    async with redis_client(redis) as client:
+        entries = await client.client_list()
+    return [entry for entry in entries if str(entry.get("name", "")).startswith("chat_service-")]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_signal_drains_every_accepted_message_then_1001(signum: signal.Signals) -> None:
+async def test_signal_drains_every_accepted_message_then_1001(
+    signum: signal.Signals, redis_server: RedisExecutor
+) -> None:
+    settings = {"SHUTDOWN_GRACE_SECONDS": str(GRACE), "REDIS_URL": tcp_url(redis_server)}
     async with (
-        run_service(SHUTDOWN_GRACE_SECONDS=str(GRACE), **STUCK_ENV) as service,
+        run_service(**settings, **STUCK_ENV) as service,
         AsyncExitStack() as stack,
     ):
         stuck = await stack.enter_async_context(await open_stuck_client(service))
@@ -82,6 +96,7 @@ async def test_signal_drains_every_accepted_message_then_1001(signum: signal.Sig
         async with trio.open_nursery() as nursery:
             for member in members:
                 nursery.start_soon(member.listen)
+            assert len(await _instance_connections(redis_server)) >= 2  # publish, subscribe
             for n in range(MESSAGES_PER_SENDER):  # in flight when the signal lands
                 for sender in senders:
                     await sender.client.send({"body": f"{sender.client.client_id}:{n}"})
@@ -101,6 +116,8 @@ async def test_signal_drains_every_accepted_message_then_1001(signum: signal.Sig
             assert trio.current_time() - signalled < GRACE + 1.0  # + interpreter exit
         await stuck.aclose()
 
+    # Nothing outlives the process: its Redis connections are gone too.
+    assert await _instance_connections(redis_server) == []
     assert all(m.close_code == 1001 for m in members)
     for room in {m.room for m in members}:
         in_room = [m for m in members if m.room == room]
