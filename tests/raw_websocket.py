@@ -1,10 +1,10 @@
 """A WebSocket client on a raw socket (RFC 6455 framing by hand), for what a
 well-behaved client library refuses to do: send invalid UTF-8 in a text
-frame, or stop reading while the server keeps writing."""
+frame, break the framing rules, stop reading while the server keeps
+writing, or send bytes that are no handshake at all."""
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -17,6 +17,8 @@ from .helpers import UPGRADE_HEADERS, WAIT
 TEXT = 0x1
 BINARY = 0x2
 CLOSE = 0x8
+PING = 0x9
+_MASK = b"\x37\xfa\x21\x3d"
 
 
 class RawWebSocket:
@@ -29,16 +31,7 @@ class RawWebSocket:
 
     async def send_frame(self, opcode: int, payload: bytes) -> None:
         """One final, masked frame (as a client must send)."""
-        mask = os.urandom(4)
-        length = len(payload)
-        if length < 126:
-            header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
-        elif length < 1 << 16:
-            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
-        else:
-            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        await self.stream.send_all(header + mask + masked)
+        await self.stream.send_all(ws_frame(opcode, payload))
 
     async def _read(self, count: int) -> bytes | None:
         while len(self._buffer) < count:
@@ -80,6 +73,58 @@ class RawWebSocket:
         return None
 
 
+def upgrade_request(path: str = "/api/chat-api/ws/fuzz", headers: str = UPGRADE_HEADERS) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: test\r\n{headers}\r\n".encode("latin-1")
+
+
+def ws_frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    masked: bool = True,
+    fin: bool = True,
+    length: int | None = None,
+) -> bytes:
+    """One WebSocket frame; `length` overrides the announced payload length."""
+    size = len(payload) if length is None else length
+    head = bytes([(0x80 if fin else 0) | opcode])
+    mask_bit = 0x80 if masked else 0
+    if size < 126:
+        head += bytes([mask_bit | size])
+    elif size < 1 << 16:
+        head += bytes([mask_bit | 126]) + struct.pack("!H", size)
+    else:
+        head += bytes([mask_bit | 127]) + struct.pack("!Q", size)
+    if not masked:
+        return head + payload
+    return head + _MASK + bytes(b ^ _MASK[i % 4] for i, b in enumerate(payload))
+
+
+async def read_until_closed(stream: trio.SocketStream) -> bytes:
+    """Everything the server sends until it closes the connection (EOF or reset)."""
+    data = b""
+    with trio.fail_after(WAIT):
+        while True:
+            try:
+                chunk = await stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                return data
+            if not chunk:
+                return data
+            data += chunk
+
+
+async def read_until(stream: trio.SocketStream, marker: bytes) -> bytes:
+    """What the server sends up to and including `marker`."""
+    data = b""
+    with trio.fail_after(WAIT):
+        while marker not in data:
+            chunk = await stream.receive_some(65536)
+            assert chunk, f"closed before {marker!r}: {data!r}"
+            data += chunk
+    return data
+
+
 @asynccontextmanager
 async def raw_websocket(
     port: int, path: str, *, receive_buffer: int | None = None
@@ -93,10 +138,9 @@ async def raw_websocket(
     with trio.fail_after(WAIT):
         await sock.connect(("127.0.0.1", port))
     async with trio.SocketStream(sock) as stream:
-        request = f"GET {path} HTTP/1.1\r\nHost: test\r\n{UPGRADE_HEADERS}\r\n"
         data = b""
         with trio.fail_after(WAIT):
-            await stream.send_all(request.encode("ascii"))
+            await stream.send_all(upgrade_request(path))
             while b"\r\n\r\n" not in data:
                 chunk = await stream.receive_some(65536)
                 assert chunk, "the server closed during the upgrade"

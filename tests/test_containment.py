@@ -24,7 +24,7 @@ from chat_service.server import serve
 
 from .conftest import StartServer
 from .helpers import WAIT, connect
-from .wire import read_close_code, read_until, upgrade_request
+from .raw_websocket import raw_websocket, read_until, upgrade_request
 
 
 async def test_a_raising_on_connect_closes_only_its_connection_with_1011(
@@ -39,13 +39,8 @@ async def test_a_raising_on_connect_closes_only_its_connection_with_1011(
 
     server = await start_server(make_handler_config=hooks)
     async with connect(server.url("h", user_id="alice")) as alice:
-        with trio.fail_after(WAIT):
-            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        async with stream:
-            await stream.send_all(upgrade_request("/api/chat-api/ws/h?user_id=mallory"))
-            head = await read_until(stream, b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 101")
-            assert await read_close_code(stream, head.partition(b"\r\n\r\n")[2]) == 1011
+        async with raw_websocket(server.port, "/api/chat-api/ws/h?user_id=mallory") as raw:
+            assert await raw.close_code() == 1011
         await alice.send({"body": "still chatting"})
         assert (await alice.receive_type("chat"))["body"] == "still chatting"
     failures = [r for r in caplog.records if r.getMessage().startswith("connection failed")]

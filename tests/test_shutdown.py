@@ -17,9 +17,9 @@ from pytest_redis.executor import RedisExecutor
 from trio_websocket import ConnectionClosed
 
 from .helpers import WAIT, Client, connect, raw_request, raw_upgrade
+from .raw_websocket import TEXT, read_until, upgrade_request, ws_frame
 from .redis_helpers import redis_client, tcp_url
-from .service import Service, run_service
-from .wire import OP_TEXT, read_until, upgrade_request, ws_frame
+from .server_process import ServerProcess, server_process
 
 GRACE = 4.0
 # What a stuck client is sent: more than the kernel buffers of both ends
@@ -56,7 +56,7 @@ class Member:
             self.close_code = closed.reason.code
 
 
-async def open_stuck_client(service: Service) -> trio.SocketStream:
+async def open_stuck_client(service: ServerProcess) -> trio.SocketStream:
     """A client that floods its own room and never reads what comes back."""
     sock = trio.socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -66,7 +66,7 @@ async def open_stuck_client(service: Service) -> trio.SocketStream:
     await read_until(stream, b'"welcome"')
     body = json.dumps({"body": "x" * FLOOD_BODY}).encode()
     for _ in range(FLOOD_FRAMES):
-        await stream.send_all(ws_frame(OP_TEXT, body))
+        await stream.send_all(ws_frame(TEXT, body))
     return stream
 
 
@@ -83,7 +83,7 @@ async def test_signal_drains_every_accepted_message_then_1001(
 ) -> None:
     settings = {"SHUTDOWN_GRACE_SECONDS": str(GRACE), "REDIS_URL": tcp_url(redis_server)}
     async with (
-        run_service(**settings, **STUCK_ENV) as service,
+        server_process(**settings, **STUCK_ENV) as service,
         AsyncExitStack() as stack,
     ):
         stuck = await stack.enter_async_context(await open_stuck_client(service))
@@ -132,7 +132,7 @@ async def test_signal_drains_every_accepted_message_then_1001(
 
 
 async def test_second_signal_exits_at_once() -> None:
-    async with run_service(**STUCK_ENV) as service, await open_stuck_client(service):
+    async with server_process(**STUCK_ENV) as service, await open_stuck_client(service):
         service.process.send_signal(signal.SIGTERM)
         await service.wait_for_line("draining clients=")
         signalled = trio.current_time()
@@ -145,7 +145,7 @@ async def test_second_signal_exits_at_once() -> None:
 
 
 async def test_idle_instance_stops_at_once_with_lifecycle_lines() -> None:
-    async with run_service() as service:
+    async with server_process() as service:
         async with connect(service.url("calm")) as client:
             service.process.send_signal(signal.SIGTERM)
             assert await client.closed_code() == 1001

@@ -18,17 +18,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from .helpers import UPGRADE_HEADERS, WAIT, connect
-from .service import Service, ready_port, run_service, service_command, service_env
-from .wire import (
-    OP_CLOSE,
-    OP_PING,
-    OP_TEXT,
-    read_close_code,
+from .raw_websocket import (
+    CLOSE,
+    PING,
+    TEXT,
+    raw_websocket,
     read_until,
     read_until_closed,
     upgrade_request,
     ws_frame,
 )
+from .server_process import ServerProcess, ready_port, server_process, service_command, service_env
 
 _NOISE = random.Random(225)
 
@@ -46,11 +46,11 @@ _HEADERS_WITHOUT_KEY = UPGRADE_HEADERS.replace(
 # (frames that may even be valid) and b"" (a request cut short), we end our
 # side and the server must close the connection.
 FUZZ_CASES = [
-    ("upgrade + masked frame (hypercorn#225)", _UPGRADE + ws_frame(OP_TEXT, b"hello"), None),
-    ("upgrade + unmasked frame", _UPGRADE + ws_frame(OP_TEXT, b"hello", masked=False), None),
+    ("upgrade + masked frame (hypercorn#225)", _UPGRADE + ws_frame(TEXT, b"hello"), None),
+    ("upgrade + unmasked frame", _UPGRADE + ws_frame(TEXT, b"hello", masked=False), None),
     ("upgrade + reserved opcode", _UPGRADE + ws_frame(0x3, b"x"), None),
-    ("upgrade + fragmented ping", _UPGRADE + ws_frame(OP_PING, b"p", fin=False), None),
-    ("upgrade + 64-bit length", _UPGRADE + ws_frame(OP_TEXT, b"x", length=1 << 62), None),
+    ("upgrade + fragmented ping", _UPGRADE + ws_frame(PING, b"p", fin=False), None),
+    ("upgrade + 64-bit length", _UPGRADE + ws_frame(TEXT, b"x", length=1 << 62), None),
     ("upgrade + random bytes", _UPGRADE + _noise(300), None),
     ("random bytes, no handshake", _noise(2000) + b"\r\n\r\n", b"HTTP/1.1 400"),
     ("truncated request line", b"GET /api/chat-api/ws/fuzz HTT", b""),
@@ -72,9 +72,9 @@ FUZZ_CASES = [
 ]
 
 
-async def assert_serves(service: Service) -> None:
+async def assert_serves(service: ServerProcess) -> None:
     """The process lives, and two normal clients of a fresh room chat."""
-    assert service.alive(), "\n".join(service.lines[-30:])
+    assert service.alive(), "\n".join(service.log_lines[-30:])
     await assert_chat_works(service.port)
 
 
@@ -86,7 +86,9 @@ async def assert_chat_works(port: int) -> None:
         assert (await reader.receive_type("chat"))["body"] == "still here"
 
 
-async def send_and_watch(service: Service, data: bytes, *, eof: bool = True) -> tuple[bytes, int]:
+async def send_and_watch(
+    service: ServerProcess, data: bytes, *, eof: bool = True
+) -> tuple[bytes, int]:
     """Send `data` in one write; with `eof`, end our side and return what came
     back until the server closed, else the HTTP answer's head. And our local port."""
     with trio.fail_after(WAIT):
@@ -101,7 +103,7 @@ async def send_and_watch(service: Service, data: bytes, *, eof: bool = True) -> 
 
 
 async def test_hostile_bytes_close_only_their_connection() -> None:
-    async with run_service() as service:
+    async with server_process() as service:
         async with connect(service.url("bystanders")) as bystander:
             for case, data, answer in FUZZ_CASES:
                 # Where no answer is due (a truncated request, or frames that
@@ -115,9 +117,9 @@ async def test_hostile_bytes_close_only_their_connection() -> None:
 
 
 async def test_hypercorn_225_is_contained_and_logged_once_with_the_peer() -> None:
-    async with run_service() as service:
+    async with server_process() as service:
         for _ in range(20):  # the race behind #225 does not lose every time
-            _, port = await send_and_watch(service, _UPGRADE + ws_frame(OP_TEXT, b"hello"))
+            _, port = await send_and_watch(service, _UPGRADE + ws_frame(TEXT, b"hello"))
             await assert_serves(service)
             if service.matching(f"peer=127.0.0.1:{port} "):
                 break
@@ -130,26 +132,22 @@ async def test_hypercorn_225_is_contained_and_logged_once_with_the_peer() -> Non
 
 async def test_bad_frames_after_a_real_handshake_get_their_close_code() -> None:
     cases = [
-        ("unmasked frame", ws_frame(OP_TEXT, b"{}", masked=False), 1002),
+        ("unmasked frame", ws_frame(TEXT, b"{}", masked=False), 1002),
         ("reserved opcode", ws_frame(0x3, b"x"), 1002),
-        ("fragmented ping", ws_frame(OP_PING, b"p", fin=False), 1002),
-        ("invalid UTF-8", ws_frame(OP_TEXT, b"\xff\xfe"), 1007),
-        ("64-bit length", ws_frame(OP_TEXT, b"a" * 70_000, length=1 << 62), 1009),
+        ("fragmented ping", ws_frame(PING, b"p", fin=False), 1002),
+        ("invalid UTF-8", ws_frame(TEXT, b"\xff\xfe"), 1007),
+        ("64-bit length", ws_frame(TEXT, b"a" * 70_000, length=1 << 62), 1009),
     ]
-    async with run_service() as service:
+    async with server_process() as service:
         for case, frame, code in cases:
-            with trio.fail_after(WAIT):
-                stream = await trio.open_tcp_stream("127.0.0.1", service.port)
-            async with stream:
-                await stream.send_all(_UPGRADE)
-                await read_until(stream, b'"welcome"')
-                await stream.send_all(frame)
-                assert await read_close_code(stream) == code, case
+            async with raw_websocket(service.port, "/api/chat-api/ws/fuzz") as raw:
+                await raw.stream.send_all(frame)
+                assert await raw.close_code() == code, case
             await assert_serves(service)
 
 
 async def test_a_thousand_silent_sockets_do_not_block_a_client() -> None:
-    async with run_service(HANDSHAKE_TIMEOUT="3") as service:
+    async with server_process(HANDSHAKE_TIMEOUT="3") as service:
         silent = []
         try:
             for n in range(1000):
@@ -173,20 +171,20 @@ def _abort(stream: trio.SocketStream) -> None:
     stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-async def _churn_one(service: Service, n: int) -> None:
+async def _churn_one(service: ServerProcess, n: int) -> None:
     with trio.fail_after(WAIT):
         stream = await trio.open_tcp_stream("127.0.0.1", service.port)
     async with stream:
         await stream.send_all(upgrade_request(f"/api/chat-api/ws/churn{n % 7}"))
         await read_until(stream, b'"welcome"')
         if n % 2:
-            await stream.send_all(ws_frame(OP_CLOSE, struct.pack("!H", 1000)))
+            await stream.send_all(ws_frame(CLOSE, struct.pack("!H", 1000)))
             await read_until_closed(stream)
         else:
             _abort(stream)
 
 
-async def _churn(service: Service, count: int) -> None:
+async def _churn(service: ServerProcess, count: int) -> None:
     limit = trio.CapacityLimiter(50)
 
     async def one(n: int) -> None:
@@ -198,7 +196,7 @@ async def _churn(service: Service, count: int) -> None:
             nursery.start_soon(one, n)
 
 
-async def _settled(service: Service, tasks: int) -> dict[str, int]:
+async def _settled(service: ServerProcess, tasks: int) -> dict[str, int]:
     """The service's counts once its task count is back to `tasks`.
 
     Connections dropped with a reset are cleaned up by the service after our
@@ -222,18 +220,18 @@ WARM_UP = 2000
 
 @pytest.mark.parametrize("connections", [10_000])
 async def test_churn_leaves_no_leak(connections: int) -> None:
-    async with run_service() as service:
+    async with server_process() as service:
         idle_tasks = (await service.health())["tasks"]
         await _churn(service, WARM_UP)
         baseline = await _settled(service, idle_tasks)
         assert baseline["tasks"] == idle_tasks
-        baseline_rss = service.rss_kib()
+        baseline_rss = service.rss_bytes() // 1024
 
         await _churn(service, connections)
 
         after = await _settled(service, idle_tasks)
         assert after == baseline
-        assert service.rss_kib() - baseline_rss < RSS_SLACK_KIB
+        assert service.rss_bytes() // 1024 - baseline_rss < RSS_SLACK_KIB
         await assert_serves(service)
 
 
