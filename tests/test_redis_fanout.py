@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
+import signal
 import subprocess
 from collections import defaultdict
 from collections.abc import Iterator
@@ -14,10 +16,12 @@ from typing import Any
 import port_for
 import pytest
 import trio
+import trio.testing
 from mirakuru import TCPExecutor
 from pytest_redis.executor import RedisExecutor
 
 from chat_service.realtime.message import encode
+from chat_service.realtime.redis_broadcaster import RedisBroadcaster
 
 from .conftest import StartRedis, StartServer, start_server_in
 from .helpers import WAIT, Client, RunningServer, connect
@@ -228,3 +232,53 @@ async def test_tls_url_with_certificate_check(
     async with connect(a.url("r")) as alice, connect(b.url("r")) as bob:
         await alice.send({"body": "over TLS"})
         assert (await bob.receive_type("chat"))["body"] == "over TLS"
+
+
+async def test_frames_queued_together_travel_as_one_redis_message_per_room(
+    redis_server: RedisExecutor, nursery: trio.Nursery
+) -> None:
+    fanout = RedisBroadcaster(
+        tcp_url(redis_server), channel_prefix="chat:room:", reconnect_min=0.01, reconnect_max=0.1
+    )
+    delivered: list[tuple[str, str, str | None]] = []
+    await nursery.start(fanout.run, lambda room, frame, skip: delivered.append((room, frame, skip)))
+    first, r1, r2, r3, s1 = (
+        encode({"type": "chat", "body": b}) for b in "first r1 r2 r3 s1".split()
+    )
+    async with redis_client(redis_server) as watcher, watcher.pubsub() as seen:
+        await seen.subscribe("chat:room:r")
+        with trio.fail_after(WAIT):
+            await fanout.wait_connected()
+            await fanout.subscribe("r").wait()
+            await fanout.subscribe("s").wait()
+        os.kill(redis_server.process.pid, signal.SIGSTOP)  # Redis stops answering
+        try:
+            await fanout.publish("r", first)
+            await trio.testing.wait_all_tasks_blocked()  # its batch is in flight, unanswered
+            for room, frame, skip in (
+                ("r", r1, None),
+                ("s", s1, None),
+                ("r", r2, "c1"),
+                ("r", r3, None),
+            ):
+                await fanout.publish(room, frame, skip=skip)
+        finally:
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+        with trio.fail_after(WAIT):
+            await fanout.flush()
+            messages = [await _next_message(seen) for _ in range(2)]
+    assert messages == [first, f"{r1}\nc1 {r2}\n{r3}"]  # the queued three as one message
+    assert [d for d in delivered if d[0] == "r"] == [
+        ("r", first, None),
+        ("r", r1, None),
+        ("r", r2, "c1"),
+        ("r", r3, None),
+    ]
+    assert [d for d in delivered if d[0] == "s"] == [("s", s1, None)]
+
+
+async def _next_message(pubsub: Any) -> str:
+    while True:
+        message = await pubsub.get_message()
+        if message is not None and message["type"] == "message":
+            return str(message["data"])

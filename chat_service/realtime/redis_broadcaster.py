@@ -42,6 +42,11 @@ _SKIP_SEPARATOR = " "
 _REDIS_DOWN = (RedisError, TimeoutError, OSError)
 
 
+# Payloads of one channel published together travel as one Redis message,
+# one per line: frames are compact JSON and never hold a raw newline.
+_PAYLOAD_SEPARATOR = "\n"
+
+
 def _wrap(frame: str, skip: str | None) -> str:
     return frame if skip is None else f"{skip}{_SKIP_SEPARATOR}{frame}"
 
@@ -198,14 +203,18 @@ class RedisBroadcaster(Broadcaster):
 
     def _dispatch(self, channel: str, payload: str) -> None:
         """Hand a payload that came back from Redis (or never left, while
-        Redis is down) to local delivery, or to its flush() waiter."""
+        Redis is down) to local delivery, or to its flush() waiter. A payload
+        from Redis may hold several, one per line (see `_publish_batches`)."""
         if channel == self.control_channel:
-            if (arrived := self._flush_waiters.get(payload)) is not None:
-                arrived.set()
+            for token in payload.split(_PAYLOAD_SEPARATOR):
+                if (arrived := self._flush_waiters.get(token)) is not None:
+                    arrived.set()
             return
         assert self._deliver is not None
-        frame, skip = _unwrap(payload)
-        self._deliver(channel[len(self._prefix) :], frame, skip)
+        room = channel[len(self._prefix) :]
+        for part in payload.split(_PAYLOAD_SEPARATOR):
+            frame, skip = _unwrap(part)
+            self._deliver(room, frame, skip)
 
     async def _serve_session(self) -> None:
         """Connect, subscribe the rooms with local members, then publish
@@ -280,15 +289,21 @@ class RedisBroadcaster(Broadcaster):
         return self._prefix + room
 
     async def _publish_batches(self, client: coredis.Redis[Any]) -> None:
-        """Send everything queued as one pipelined batch, again and again."""
+        """Send everything queued as one pipelined batch, again and again:
+        one PUBLISH per channel, its payloads joined by newlines in the
+        order they were queued, so a busy room costs every instance one
+        Redis message per batch rather than one per frame."""
         while True:
             while not self._queue:
                 await self._queue_filled.park()
             batch, self._queue = self._queue, deque()
             self._queue_space.unpark_all()
+            by_channel: dict[str, list[str]] = {}
+            for channel, payload in batch:
+                by_channel.setdefault(channel, []).append(payload)
             async with client.pipeline(transaction=False) as pipe:
-                for channel, payload in batch:
-                    pipe.publish(channel, payload)
+                for channel, payloads in by_channel.items():
+                    pipe.publish(channel, _PAYLOAD_SEPARATOR.join(payloads))
 
     async def _follow_rooms(self, pubsub: PubSub[Any]) -> None:
         """Subscribe and unsubscribe on Redis as rooms gain their first local
