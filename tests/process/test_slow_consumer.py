@@ -25,10 +25,10 @@ import trio
 
 from chat_service.realtime import Connection, HandlerConfig
 
-from .conftest import StartServer
-from .helpers import WAIT, Client, connect, raw_upgrade
-from .raw_websocket import raw_websocket
-from .server_process import server_process
+from ..conftest import StartServer
+from ..helpers import WAIT, Client, connect, raw_upgrade
+from ..raw_websocket import raw_websocket
+from ..server_process import server_process
 
 SENDERS = 50
 SEND_QUEUE_SIZE = 64  # more than a round (SENDERS frames): a reader that keeps up never overflows

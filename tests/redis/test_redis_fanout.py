@@ -23,9 +23,9 @@ from pytest_redis.executor import RedisExecutor
 from chat_service.realtime.message import encode
 from chat_service.realtime.redis_broadcaster import RedisBroadcaster
 
-from .conftest import StartRedis, StartServer, start_server_in
-from .helpers import WAIT, Client, RunningServer, connect
-from .redis_helpers import (
+from ..conftest import StartRedis, StartServer, start_server_in
+from ..helpers import WAIT, Client, RunningServer, connect
+from ..redis_helpers import (
     broadcaster,
     chat_bodies,
     clients_named,

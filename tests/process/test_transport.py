@@ -17,8 +17,8 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .helpers import UPGRADE_HEADERS, WAIT, connect
-from .raw_websocket import (
+from ..helpers import UPGRADE_HEADERS, WAIT, connect
+from ..raw_websocket import (
     CLOSE,
     PING,
     TEXT,
@@ -28,7 +28,7 @@ from .raw_websocket import (
     upgrade_request,
     ws_frame,
 )
-from .server_process import ServerProcess, ready_port, server_process, service_command, service_env
+from ..server_process import ServerProcess, ready_port, server_process, service_command, service_env
 
 _NOISE = random.Random(225)
 

@@ -15,9 +15,9 @@ from pytest_redis.executor import RedisExecutor
 from chat_service.realtime.message import encode
 from chat_service.realtime.redis_broadcaster import RedisBroadcaster
 
-from .conftest import StartRedis, StartServer
-from .helpers import WAIT, connect
-from .redis_helpers import (
+from ..conftest import StartRedis, StartServer
+from ..helpers import WAIT, connect
+from ..redis_helpers import (
     FAST_RECONNECT,
     broadcaster,
     chat_bodies,

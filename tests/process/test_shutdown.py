@@ -16,10 +16,10 @@ import trio
 from pytest_redis.executor import RedisExecutor
 from trio_websocket import ConnectionClosed
 
-from .helpers import WAIT, Client, connect, raw_request, raw_upgrade
-from .raw_websocket import TEXT, read_until, upgrade_request, ws_frame
-from .redis_helpers import redis_client, tcp_url
-from .server_process import ServerProcess, server_process
+from ..helpers import WAIT, Client, connect, raw_request, raw_upgrade
+from ..raw_websocket import TEXT, read_until, upgrade_request, ws_frame
+from ..redis_helpers import redis_client, tcp_url
+from ..server_process import ServerProcess, server_process
 
 GRACE = 4.0
 # What a stuck client is sent: more than the kernel buffers of both ends
