@@ -90,7 +90,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
             user_id = websocket.args.get("user_id", "anonymous")
             if not is_valid_name(user_id):
                 return _refusal(400, "invalid_user_id", f"a user_id is {_NAME_RULE}")
-        if runtime.unready_reason() == "draining":
+        if runtime.draining:
             return _refusal(503, "shutting_down", "this instance is shutting down; reconnect")
         try:
             runtime.capacity.acquire(user_id)

@@ -63,7 +63,9 @@ class Connection:
         self._receiving_stopped = False
         self._receive_scope: trio.CancelScope | None = None
         self._handling = False
-        self._handled = trio.Event()
+        # Waiters of wait_frame_handled (the drain): parking costs nothing
+        # per frame while nobody waits, unlike a fresh Event per frame.
+        self._handled = trio.lowlevel.ParkingLot()
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} user={self.user_id} room={self.room}>"
@@ -122,8 +124,9 @@ class Connection:
         """Return once no frame from the client is being handled; after
         `stop_receiving`, everything the client sent and we took has then
         been handled (published). Cancellation only stops the wait."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         while self._handling:
-            await self._handled.wait()
+            await self._handled.park()
 
     async def serve(self, transport: Transport, on_frame: FrameHandler) -> None:
         """Run the send and receive loops until the connection ends.
@@ -173,7 +176,6 @@ class Connection:
                     await on_frame(self, data)
                 finally:
                     self._handling = False
-                    self._handled.set()
-                    self._handled = trio.Event()
+                    self._handled.unpark_all()
         if silence.cancelled_caught:
             self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
