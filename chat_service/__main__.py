@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from .app import ChatRuntime
 from .config import Config, ConfigError
 from .failures import summarize
 from .gc_tuning import tune_gc
+from .runtime import ChatRuntime
 from .server import serve
 
 __all__ = ["main", "run"]

@@ -1,93 +1,13 @@
-"""The running service: its long-lived tasks (hub, broadcaster) and the
-Quart-Trio app that serves HTTP and WebSocket requests from them."""
+"""The Quart-Trio app that serves HTTP and WebSocket requests from a
+running `ChatRuntime`."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-
-import trio
 from quart_trio import QuartTrio
 
-from .config import Config
-from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
-from .realtime.capacity import Capacity
-from .realtime.redis_broadcaster import RedisBroadcaster
+from .runtime import ChatRuntime
 
-__all__ = ["ChatRuntime", "create_app"]
-
-log = logging.getLogger(__name__)
-
-
-def make_broadcaster(config: Config) -> Broadcaster:
-    """Redis fan-out when `REDIS_URL` is set, else in-process fan-out."""
-    if config.redis_url:
-        return RedisBroadcaster(
-            config.redis_url,
-            channel_prefix=config.redis_channel_prefix,
-            reconnect_min=config.redis_reconnect_min,
-            reconnect_max=config.redis_reconnect_max,
-        )
-    return LocalBroadcaster()
-
-
-class ChatRuntime:
-    """The hub, the broadcaster, the handler and the capacity of one
-    instance, and whether they are ready to serve.
-
-    `make_handler_config` builds the HandlerConfig (hooks) around the
-    runtime's broadcaster; the default has the logging hooks.
-    """
-
-    def __init__(
-        self,
-        config: Config,
-        *,
-        make_handler_config: Callable[[Broadcaster], HandlerConfig] | None = None,
-    ) -> None:
-        self.config = config
-        self.broadcaster = make_broadcaster(config)
-        self.hub = Hub(
-            self.broadcaster,
-            heartbeat_interval=config.heartbeat_interval,
-            batch_window=config.batch_window,
-        )
-        self.capacity = Capacity(
-            max_connections=config.max_connections,
-            max_per_user=config.max_connections_per_user,
-        )
-        if make_handler_config is None:
-            handler_config = HandlerConfig(self.broadcaster, auth_required=config.auth_enabled)
-        else:
-            handler_config = make_handler_config(self.broadcaster)
-        self.handler_config = handler_config
-        self.handler = Handler(self.hub, handler_config, config)
-        self.draining = False
-        self._started = False
-
-    def unready_reason(self) -> str | None:
-        """Why this instance should get no new clients now, or None if ready."""
-        if not self._started:
-            return "starting"
-        if self.draining:
-            return "draining"
-        return self.broadcaster.unready_reason
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the broadcaster and the hub until cancelled.
-
-        Reports `started()` once both have started. An exception in either
-        ends this task (and with it the service): they are never restarted
-        half-alive. Cancellation stops both and closes their connections.
-        """
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self.broadcaster.run, self.hub.deliver)
-                await nursery.start(self.hub.run)
-                self._started = True
-                task_status.started()
-        finally:
-            self._started = False
+__all__ = ["create_app"]
 
 
 def create_app(runtime: ChatRuntime) -> QuartTrio:

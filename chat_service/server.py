@@ -12,10 +12,11 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from quart_trio import QuartTrio
 
-from .app import ChatRuntime, create_app
+from .app import create_app
 from .config import Config
 from .realtime.close_codes import CloseCode
 from .realtime.handler import CLOSE_TIMEOUT
+from .runtime import ChatRuntime
 from .transport import serve_http
 
 __all__ = ["DrainReport", "drain", "hypercorn_config", "serve"]

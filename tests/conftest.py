@@ -15,9 +15,9 @@ import pytest
 import trio
 from pytest_redis.executor import RedisExecutor
 
-from chat_service.app import ChatRuntime
 from chat_service.config import Config
 from chat_service.realtime import Broadcaster, HandlerConfig
+from chat_service.runtime import ChatRuntime
 from chat_service.server import serve
 
 from .helpers import RunningServer

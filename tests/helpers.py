@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
-from chat_service.app import ChatRuntime
+from chat_service.runtime import ChatRuntime
 
 # Every wait in a test is bounded, so a hang fails fast instead of eating CI time.
 WAIT = 10.0

@@ -18,11 +18,12 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from chat_service.api.asyncapi import CLOSE_CODE_MEANINGS, build_asyncapi
 from chat_service.api.documents import DOCUMENTS
 from chat_service.api.spec import build_openapi
-from chat_service.app import ChatRuntime, create_app
+from chat_service.app import create_app
 from chat_service.config import Config
 from chat_service.realtime.close_codes import CloseCode
 from chat_service.realtime.message import ErrorCode
 from chat_service.realtime.schemas import ERROR_CODE_MEANINGS
+from chat_service.runtime import ChatRuntime
 
 REPO = Path(__file__).resolve().parent.parent
 ASYNCAPI_SCHEMA = json.loads((Path(__file__).parent / "schemas/asyncapi-3.0.0.json").read_text())

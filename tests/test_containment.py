@@ -15,11 +15,11 @@ import pytest
 import trio
 
 from chat_service import __main__ as entry_point
-from chat_service import app as app_module
-from chat_service.app import ChatRuntime
+from chat_service import runtime as runtime_module
 from chat_service.config import Config
 from chat_service.realtime import Broadcaster, Connection, HandlerConfig, LocalBroadcaster
 from chat_service.realtime.broadcaster import Deliver
+from chat_service.runtime import ChatRuntime
 from chat_service.server import serve
 
 from .conftest import StartServer
@@ -130,7 +130,7 @@ class _DyingBroadcaster(LocalBroadcaster):
 def test_a_dying_broadcaster_ends_the_service_with_one_line(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(app_module, "make_broadcaster", lambda config: _DyingBroadcaster())
+    monkeypatch.setattr(runtime_module, "make_broadcaster", lambda config: _DyingBroadcaster())
     config = dataclasses.replace(Config(), port=0)
     with caplog.at_level(logging.INFO):
         assert entry_point.run(config, ChatRuntime(config)) == entry_point.EXIT_FAILURE

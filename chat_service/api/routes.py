@@ -10,9 +10,9 @@ import trio
 from quart import Response, jsonify, websocket
 from quart_trio import QuartTrio
 
-from ..app import ChatRuntime
 from ..realtime.capacity import AtCapacity
 from ..realtime.message import DEFAULT_ROOM, is_valid_name
+from ..runtime import ChatRuntime
 from .auth import AuthError, authenticate
 from .docs import register_docs
 from .handshake import WS_PATH
