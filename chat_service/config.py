@@ -191,6 +191,16 @@ class Config:
     # HTTP connection): long enough for a slow mobile link, short enough that
     # silent sockets cannot pile up.
     handshake_timeout: float = _env("HANDSHAKE_TIMEOUT", _positive_float, 10.0)
+    # permessage-deflate per client defeats encoding a frame once per room
+    # and costs memory per connection: off unless asked for (protocol v2).
+    ws_compression: bool = _env("WS_COMPRESSION", _boolean, False)
+    # Seconds the kernel lets sent data go unacknowledged before it ends the
+    # connection (0: its default, about 15 minutes): a peer that stops
+    # reading or vanishes gives back its socket and slot within 20 s.
+    tcp_user_timeout: float = _env("TCP_USER_TIMEOUT", _non_negative_float, 20.0)
+    # Seconds of silence before TCP keepalive probes (0: none): finds peers
+    # that vanished while nothing was being sent.
+    tcp_keepalive_idle: int = _env("TCP_KEEPALIVE_IDLE", _non_negative_int, 10)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Config:
