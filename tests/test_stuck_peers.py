@@ -1,10 +1,13 @@
 """A peer that never reads cannot hold the instance: Hypercorn's writes are
 shielded from cancellation, so a failure of the hub or broadcaster, and the
-drain's deadline, end such a connection by closing its socket."""
+drain's deadline, end such a connection by closing its socket; and the
+kernel bounds what a vanished peer holds (TCP_USER_TIMEOUT, keepalive)."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -19,6 +22,7 @@ from chat_service.realtime.broadcaster import Deliver
 from chat_service.runtime import ChatRuntime
 from chat_service.server import serve
 
+from .conftest import StartServer
 from .helpers import WAIT, connect
 from .raw_websocket import raw_websocket
 
@@ -124,3 +128,30 @@ async def test_the_drain_ends_within_the_grace_period_while_a_client_does_not_re
             with trio.fail_after(WAIT):
                 await ended.wait()
             assert trio.current_time() - stopped_at <= GRACE + 0.5
+
+
+def _accepted_socket_of(client: trio.socket.SocketType) -> socket.socket:
+    """The server's end of `client`'s connection: this process's socket
+    whose peer is `client` (the server runs in this process)."""
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            candidate = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        try:
+            if candidate.getpeername() == client.getsockname():
+                return candidate
+        except OSError:
+            pass
+        candidate.close()
+    raise AssertionError("no accepted socket for the client")
+
+
+async def test_accepted_sockets_get_the_kernels_bounds(start_server: StartServer) -> None:
+    server = await start_server(tcp_user_timeout=7.5, tcp_keepalive_idle=4)
+    async with raw_websocket(server.port, "/api/chat-api/ws/bounds") as ws:
+        client = ws.stream.socket
+        with _accepted_socket_of(client) as accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7500
+            assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 4

@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 import pytest
 import trio
 
-from ..helpers import WAIT
+from ..helpers import WAIT, connect
 from ..raw_websocket import (
     CLOSE,
     DEFLATE_OFFER,
@@ -73,6 +73,27 @@ async def test_server_closed_floods_leave_no_task_or_socket_behind() -> None:
         after = await service.settled(idle["tasks"], idle["fds"])
         print(f"tasks {idle['tasks']} -> {after['tasks']}, fds {idle['fds']} -> {after['fds']}")
         assert after == idle
+    assert service.error_lines() == []
+
+
+async def test_a_peer_that_never_reads_gives_back_its_socket_after_its_4001() -> None:
+    settings = {"SEND_QUEUE_SIZE": "4", "MAX_BODY_CHARS": "30000", "RATE_LIMIT_PER_SECOND": "0"}
+    async with server_process(
+        TCP_USER_TIMEOUT="1", JOIN_LEAVE_EVENTS="false", **settings
+    ) as service:
+        idle_tasks = (await service.health())["tasks"]
+        async with connect(service.url("warm-up")) as client:
+            await client.send({"body": "x"})
+        idle = await service.settled(idle_tasks)
+        async with raw_websocket(service.port, PATH, receive_buffer=4096) as stuck:
+            await stuck.receive_frame()  # its welcome; from now on it does not read
+            async with connect(service.url("hostile")) as sender:
+                for _ in range(300):  # 9 MB: its 4001 comes, its socket stays full
+                    await sender.send({"body": "x" * 30_000})
+                    await sender.receive_type("chat")
+            # Still open on our side, never read: the server has let go of it.
+            after = await service.settled(idle_tasks, idle["fds"])
+            assert after == idle
     assert service.error_lines() == []
 
 
