@@ -21,6 +21,9 @@ _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 # RFC 7518 section 3.2: an HS256 key must be at least as long as the hash.
 _MIN_SECRET_BYTES = 32
+# The largest TCP_KEEPIDLE Linux accepts (MAX_TCP_KEEPIDLE); TCP_USER_TIMEOUT
+# shares the bound here, which keeps its milliseconds within a C int.
+_MAX_TCP_SECONDS = 32767
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -75,6 +78,14 @@ def _non_negative_float(raw: str) -> float:
     value = _float(raw)
     if not value >= 0 or value == float("inf"):
         raise ValueError("must be zero or a positive number")
+    return value
+
+
+def _tcp_seconds(raw: str) -> int:
+    """Whole seconds for a TCP socket option: Linux takes at most 32767."""
+    value = _non_negative_int(raw)
+    if value > _MAX_TCP_SECONDS:
+        raise ValueError(f"must be at most {_MAX_TCP_SECONDS}")
     return value
 
 
@@ -197,10 +208,10 @@ class Config:
     # Seconds the kernel lets sent data go unacknowledged before it ends the
     # connection (0: its default, about 15 minutes): a peer that stops
     # reading or vanishes gives back its socket and slot within 20 s.
-    tcp_user_timeout: float = _env("TCP_USER_TIMEOUT", _non_negative_float, 20.0)
+    tcp_user_timeout: int = _env("TCP_USER_TIMEOUT", _tcp_seconds, 20)
     # Seconds of silence before TCP keepalive probes (0: none): finds peers
     # that vanished while nothing was being sent.
-    tcp_keepalive_idle: int = _env("TCP_KEEPALIVE_IDLE", _non_negative_int, 10)
+    tcp_keepalive_idle: int = _env("TCP_KEEPALIVE_IDLE", _tcp_seconds, 10)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Config:

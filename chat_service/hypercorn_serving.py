@@ -73,7 +73,7 @@ class ServingConfig(HypercornConfig):
 
     websocket_compression = False
     # Seconds written data may stay unacknowledged (0: the kernel's default).
-    tcp_user_timeout = 0.0
+    tcp_user_timeout = 0
     # Seconds of silence before keepalive probes start (0: no keepalive).
     tcp_keepalive_idle = 0
 
@@ -102,7 +102,7 @@ def _bound_dead_peers(sock: trio.socket.SocketType, config: ServingConfig) -> No
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
     if config.tcp_user_timeout:
-        milliseconds = int(config.tcp_user_timeout * 1000)
+        milliseconds = config.tcp_user_timeout * 1000
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
     if config.tcp_keepalive_idle:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

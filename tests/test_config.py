@@ -41,7 +41,7 @@ def test_values_are_parsed() -> None:
     )
     assert (config.ws_compression, config.tcp_user_timeout, config.tcp_keepalive_idle) == (
         True,
-        0.0,
+        0,
         30,
     )
     assert config.handshake_timeout == 2.5
@@ -67,6 +67,7 @@ def test_values_are_parsed() -> None:
         ({"WS_COMPRESSION": "gzip"}, "WS_COMPRESSION"),
         ({"TCP_USER_TIMEOUT": "-1"}, "TCP_USER_TIMEOUT"),
         ({"TCP_KEEPALIVE_IDLE": "1.5"}, "TCP_KEEPALIVE_IDLE"),
+        ({"TCP_KEEPALIVE_IDLE": "40000"}, "TCP_KEEPALIVE_IDLE"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
         ({"REDIS_URL": "redis://localhost:port"}, "REDIS_URL"),
         ({"REDIS_URL": "redis://localhost?db=abc"}, "REDIS_URL"),

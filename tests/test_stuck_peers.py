@@ -148,10 +148,10 @@ def _accepted_socket_of(client: trio.socket.SocketType) -> socket.socket:
 
 
 async def test_accepted_sockets_get_the_kernels_bounds(start_server: StartServer) -> None:
-    server = await start_server(tcp_user_timeout=7.5, tcp_keepalive_idle=4)
+    server = await start_server(tcp_user_timeout=7, tcp_keepalive_idle=4)
     async with raw_websocket(server.port, "/api/chat-api/ws/bounds") as ws:
         client = ws.stream.socket
         with _accepted_socket_of(client) as accepted:
-            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7500
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7000
             assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 4
