@@ -143,6 +143,17 @@ def _channel_prefix(raw: str) -> str:
     return raw
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    """Comma-separated origins (`scheme://host[:port]`), lower-cased as
+    browsers send them; empty: any origin."""
+    origins = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ValueError(f"{origin!r} is not an origin like https://chat.example.com")
+    return origins
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -211,6 +222,8 @@ class Config:
     tcp_user_timeout: int = _env("TCP_USER_TIMEOUT", _tcp_seconds, 20)
     # Seconds of silence before TCP keepalive probes (0: none): finds peers
     # that vanished while nothing was being sent.
+    # Origins a browser's upgrade may come from (protocol v2); empty: any.
+    allowed_origins: tuple[str, ...] = _env("ALLOWED_ORIGINS", _origins, ())
     tcp_keepalive_idle: int = _env("TCP_KEEPALIVE_IDLE", _tcp_seconds, 10)
 
     @classmethod

@@ -37,8 +37,10 @@ def test_values_are_parsed() -> None:
             "WS_COMPRESSION": "true",
             "TCP_USER_TIMEOUT": "0",
             "TCP_KEEPALIVE_IDLE": "30",
+            "ALLOWED_ORIGINS": "https://Chat.example.com, http://localhost:8080",
         }
     )
+    assert config.allowed_origins == ("https://chat.example.com", "http://localhost:8080")
     assert (config.ws_compression, config.tcp_user_timeout, config.tcp_keepalive_idle) == (
         True,
         0,
@@ -65,6 +67,8 @@ def test_values_are_parsed() -> None:
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"HANDSHAKE_TIMEOUT": "0"}, "HANDSHAKE_TIMEOUT"),
         ({"WS_COMPRESSION": "gzip"}, "WS_COMPRESSION"),
+        ({"ALLOWED_ORIGINS": "chat.example.com"}, "ALLOWED_ORIGINS"),
+        ({"ALLOWED_ORIGINS": "https://chat.example.com/app"}, "ALLOWED_ORIGINS"),
         ({"TCP_USER_TIMEOUT": "-1"}, "TCP_USER_TIMEOUT"),
         ({"TCP_KEEPALIVE_IDLE": "1.5"}, "TCP_KEEPALIVE_IDLE"),
         ({"TCP_KEEPALIVE_IDLE": "40000"}, "TCP_KEEPALIVE_IDLE"),

@@ -55,7 +55,12 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
         response.status_code = 503
         return response
 
+    allowed_origins = runtime.config.allowed_origins
+
     async def chat(room: str) -> Response | None:
+        origin = websocket.headers.get("Origin")
+        if allowed_origins and origin is not None and origin.lower() not in allowed_origins:
+            return _refusal(403, "forbidden_origin", "this Origin may not open a chat WebSocket")
         if not is_valid_name(room):
             return _refusal(400, "invalid_room", f"a room name is {_NAME_RULE}")
         if not _is_valid_websocket_key(websocket.headers.get("Sec-WebSocket-Key", "")):
