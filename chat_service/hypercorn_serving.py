@@ -78,6 +78,7 @@ class ServingConfig(HypercornConfig):
     tcp_keepalive_idle = 0
 
     def __init__(self) -> None:
+        super().__init__()
         # The connections being served, so that they can be aborted.
         self.live: set[ContainedTCPServer] = set()
 
