@@ -216,9 +216,10 @@ class Config:
     # permessage-deflate per client defeats encoding a frame once per room
     # and costs memory per connection: off unless asked for (protocol v2).
     ws_compression: bool = _env("WS_COMPRESSION", _boolean, False)
-    # Seconds the kernel lets sent data go unacknowledged before it ends the
-    # connection (0: its default, about 15 minutes): a peer that stops
-    # reading or vanishes gives back its socket and slot within 20 s.
+    # Seconds the kernel lets sent data go unacknowledged, or a peer's window
+    # stay closed, before it resets the connection (0: its default, minutes
+    # or never): a peer that stops reading or vanishes gives back its socket
+    # and slot within 20 s, and a phone on a bad link has that long to recover.
     tcp_user_timeout: int = _env("TCP_USER_TIMEOUT", _tcp_seconds, 20)
     # Seconds of silence before TCP keepalive probes (0: none): finds peers
     # that vanished while nothing was being sent.
