@@ -11,6 +11,7 @@ import trio
 from .config import Config
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
 from .realtime.capacity import Capacity
+from .realtime.history import History, MemoryHistory
 from .realtime.redis_broadcaster import RedisBroadcaster
 
 __all__ = ["ChatRuntime", "make_broadcaster"]
@@ -46,8 +47,10 @@ class ChatRuntime:
     ) -> None:
         self.config = config
         self.broadcaster = make_broadcaster(config)
+        self.history: History = MemoryHistory(size=config.history_size, ttl=config.history_ttl)
         self.hub = Hub(
             self.broadcaster,
+            self.history,
             heartbeat_interval=config.heartbeat_interval,
             batch_window=config.batch_window,
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -24,13 +23,15 @@ from chat_service.realtime.message import encode
 from chat_service.realtime.redis_broadcaster import RedisBroadcaster
 
 from ..conftest import StartRedis, StartServer, start_server_in
-from ..helpers import WAIT, Client, RunningServer, connect
+from ..helpers import WAIT, Client, connect
 from ..redis_helpers import (
     broadcaster,
     chat_bodies,
     clients_named,
+    fence,
     redis_client,
     start_instances,
+    subscribers,
     tcp_url,
 )
 
@@ -105,28 +106,6 @@ async def test_every_client_everywhere_sees_one_order(
         assert mine == [f"{index}:{n}" for n in range(per_sender)], "a sender's order changed"
 
 
-async def _subscribers(redis: RedisExecutor, room: str) -> int:
-    async with redis_client(redis) as client:
-        counts = await client.pubsub_numsub(f"chat:room:{room}")
-    return int(counts[f"chat:room:{room}"])
-
-
-async def _fence(server: RunningServer, nursery: trio.Nursery) -> None:
-    """Return once `server` has sent Redis every SUBSCRIBE/UNSUBSCRIBE it
-    owed so far: it (un)subscribes in order on one connection, and a client
-    joining a new room gets its welcome only after that room's SUBSCRIBE."""
-    entered = trio.Event()
-
-    async def join_new_room() -> None:
-        async with connect(server.url(f"fence-{secrets.token_hex(4)}")):
-            entered.set()
-            await trio.sleep_forever()
-
-    nursery.start_soon(join_new_room)
-    with trio.fail_after(WAIT):
-        await entered.wait()
-
-
 async def test_subscriptions_follow_local_membership(
     start_server: StartServer, redis_server: RedisExecutor, nursery: trio.Nursery
 ) -> None:
@@ -136,19 +115,19 @@ async def test_subscriptions_follow_local_membership(
             broadcaster(a).control_channel,
             broadcaster(b).control_channel,
         }
-    assert await _subscribers(redis_server, "x") == 0
+    assert await subscribers(redis_server, "x") == 0
 
     async with connect(b.url("x")) as witness:
         async with connect(a.url("x")):
-            assert await _subscribers(redis_server, "x") == 2
+            assert await subscribers(redis_server, "x") == 2
             async with connect(a.url("x")):
-                assert await _subscribers(redis_server, "x") == 2
+                assert await subscribers(redis_server, "x") == 2
             await witness.receive_type("leave")
-            await _fence(a, nursery)
-            assert await _subscribers(redis_server, "x") == 2, "a still has a member in x"
+            await fence(a, nursery)
+            assert await subscribers(redis_server, "x") == 2, "a still has a member in x"
         await witness.receive_type("leave")
-        await _fence(a, nursery)
-        assert await _subscribers(redis_server, "x") == 1, "a kept x without members"
+        await fence(a, nursery)
+        assert await subscribers(redis_server, "x") == 1, "a kept x without members"
 
 
 async def test_flush_returns_once_published_frames_came_back(
