@@ -13,6 +13,7 @@ import trio
 from pytest_redis.executor import RedisExecutor
 
 from chat_service.realtime.redis_broadcaster import RedisBroadcaster
+from chat_service.realtime.redis_history import RoomKeys
 
 from .conftest import StartServer
 from .helpers import WAIT, RunningServer, connect, raw_request
@@ -80,8 +81,9 @@ def chat_bodies(frames: list[dict[str, Any]]) -> list[str]:
 
 async def subscribers(redis: RedisExecutor, room: str) -> int:
     async with redis_client(redis) as client:
-        counts = await client.pubsub_numsub(f"chat:room:{room}")
-    return int(counts[f"chat:room:{room}"])
+        channel = RoomKeys.of("chat:room:", room).channel
+        counts = await client.pubsub_numsub(channel)
+    return int(counts[channel])
 
 
 async def fence(server: RunningServer, nursery: trio.Nursery) -> None:

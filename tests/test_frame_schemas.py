@@ -80,7 +80,10 @@ frames = st.fixed_dictionaries(
             {},
             optional={
                 "epoch": st.text(max_size=4) | near(64) | json_values,
-                "seq": st.integers(-2, 2) | st.floats(-1, 3) | json_values,
+                "seq": st.integers(-2, 2)
+                | st.sampled_from([2**53 - 1, 2**53, 2.0**53])
+                | st.floats(-1, 3)
+                | json_values,
             },
         )
         | json_values,

@@ -231,6 +231,15 @@ class Handler:
                 ts=now_ms(),
             ),
         )
-        if message is not None:
-            # Always the room it was sent to, whatever the hook did: rooms stay isolated.
+        if message is None:
+            return
+        # Always the room it was sent to, whatever the hook did: rooms stay isolated.
+        if message.type is not MessageType.CHAT:
             await self._broadcaster.publish(room, message.encode())
+            return
+        sender = None if message.client_msg_id is None else (conn.user_id, message.client_msg_id)
+        # A retry is answered with the original, to this client alone; the
+        # receive loop goes on meanwhile instead of waiting for Redis.
+        await self._broadcaster.publish_chat(
+            room, message.encode(), sender=sender, on_duplicate=conn.enqueue
+        )

@@ -22,6 +22,7 @@ from .message import Since, frame_seq, with_seq
 
 __all__ = [
     "COUNTER_TTL_MIN",
+    "Appended",
     "History",
     "HistoryUnavailable",
     "MemoryHistory",
@@ -90,7 +91,8 @@ def recover(position: Position, since: Since | None, held: list[str], *, enabled
     without `since`).
 
     Recovered when nothing is missing: the epoch is the same and either the
-    client has the latest `seq` or `held` starts right after `since.seq`.
+    client has the latest `seq` or `held` runs from right after `since.seq`
+    to the latest.
     """
     if since is None:
         return Start(position)
@@ -100,7 +102,7 @@ def recover(position: Position, since: Since | None, held: list[str], *, enabled
         return Start(position, True)
     if not enabled:
         return Start(position, False, Reason.HISTORY_OFF)
-    if not held or frame_seq(held[0]) != since.seq + 1:
+    if not held or frame_seq(held[0]) != since.seq + 1 or frame_seq(held[-1]) != position.seq:
         return Start(position, False, Reason.TOO_OLD)
     return Start(position, True, frames=held)
 
@@ -142,6 +144,7 @@ class Appended:
     """The outcome of adding a chat frame: its `seq` and frame (with `seq`),
     or the original's when it was a retry (`duplicate`)."""
 
+    epoch: str
     seq: int
     frame: str
     duplicate: bool = False
@@ -170,7 +173,7 @@ class MemoryHistory(History):
         if sender is not None and (seq := log.sent.get(sender)) is not None:
             for held_seq, _, held in log.entries:
                 if held_seq == seq:
-                    return Appended(seq, held, duplicate=True)
+                    return Appended(log.epoch, seq, held, duplicate=True)
         log.seq += 1
         framed = with_seq(frame, log.seq)
         if self._ttl:
@@ -178,7 +181,7 @@ class MemoryHistory(History):
             if sender is not None:
                 log.sent[sender] = log.seq
             self._trim(log)
-        return Appended(log.seq, framed)
+        return Appended(log.epoch, log.seq, framed)
 
     async def start(self, room: str, since: Since | None) -> Start:
         await trio.lowlevel.checkpoint()

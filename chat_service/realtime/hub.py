@@ -13,7 +13,7 @@ from .broadcaster import Broadcaster
 from .close_codes import CloseCode
 from .connection import Connection
 from .flush import FlushTicker
-from .history import History, HistoryUnavailable, Start
+from .history import History, HistoryUnavailable, Reason, Start
 from .message import PING_FRAME, Since, frame_seq, subscribed_frame, unsubscribed_frame
 
 __all__ = ["PRESENCE_LIST_MAX", "Hub", "PresenceOf"]
@@ -35,16 +35,28 @@ class _Room:
     `subscribed` frame is being prepared, with the room's frames that
     arrived meanwhile; and how many still wait for the room's subscription."""
 
-    __slots__ = ("joining", "members", "pending", "subscribed")
+    __slots__ = ("epoch", "epochs", "joining", "members", "pending", "renewing", "subscribed")
 
     def __init__(self, subscribed: trio.Event) -> None:
         self.members: dict[str, Connection] = {}
-        self.joining: dict[str, tuple[Connection, list[str]]] = {}
+        self.joining: dict[str, tuple[Connection, list[str | _NewEpoch]]] = {}
         self.pending = 0
         self.subscribed = subscribed
+        # The epoch of the room's frames, when every member was told it (else
+        # None); the epoch each member was told; and the members to tell the
+        # new one before the room's next chat frame.
+        self.epoch: str | None = None
+        self.epochs: dict[str, str | None] = {}
+        self.renewing: list[Connection] = []
 
     def is_empty(self) -> bool:
         return not self.members and not self.joining and not self.pending
+
+
+class _NewEpoch(str):
+    """In a joining connection's buffer: the frames after it are of this epoch."""
+
+    __slots__ = ()
 
 
 class Hub:
@@ -171,7 +183,7 @@ class Hub:
             room.pending -= 1
         # From here on the room's frames reach `conn`'s buffer: whatever the
         # read below returns, nothing published after it can be missed.
-        buffered: list[str] = []
+        buffered: list[str | _NewEpoch] = []
         room.joining[conn.id] = (conn, buffered)
         try:
             start = await self._read_start(name, since)
@@ -182,10 +194,27 @@ class Hub:
         room.members[conn.id] = conn
         frames = [] if welcome is None else [welcome]
         frames.append(self._subscribed_frame(name, since, start))
-        frames += start.frames if start is not None else ()
+        epoch = None
+        if start is not None:
+            frames += start.frames
+            epoch = start.position.epoch
         last = start.position.seq if start is not None else 0
-        # The overlap of the read and the live frames: drop what was read.
-        frames += [frame for frame in buffered if (seq := frame_seq(frame)) is None or seq > last]
+        renewed: str | None = None  # an epoch the client is still to be told
+        for frame in buffered:
+            if isinstance(frame, _NewEpoch):
+                if frame != epoch:
+                    epoch = renewed = str(frame)
+                    last = 0
+                continue
+            seq = frame_seq(frame)
+            if seq is not None and renewed is not None:
+                frames.append(self._renewed_frame(name, renewed, seq - 1))
+                renewed = None
+            if seq is None or seq > last:  # else it was read too: the overlap
+                frames.append(frame)
+        room.epochs[conn.id] = epoch
+        if epoch != room.epoch:
+            room.epoch = None  # members disagree: the next epoch_seen tells each
         if not conn.enqueue_many(frames):
             self._remove(conn, name)
             return False
@@ -212,12 +241,35 @@ class Hub:
             reason=start.reason,
         )
 
+    def _renewed_frame(self, room: str, epoch: str, seq: int | None) -> str:
+        """The `subscribed` frame of a room whose history was lost meanwhile."""
+        presence = self._presence_of(room)
+        return subscribed_frame(
+            room, epoch, seq, presence, recovered=False, reason=Reason.EPOCH_CHANGED
+        )
+
+    def epoch_seen(self, room_name: str, epoch: str) -> None:
+        """The room's next frames are of `epoch`: members told another one
+        get a new `subscribed` frame (`recovered: false`) before the room's
+        next chat frame. A plain function (the broadcaster calls it)."""
+        room = self._rooms.get(room_name)
+        if room is None or room.epoch == epoch:
+            return
+        room.epoch = epoch
+        for client_id, conn in room.members.items():
+            if room.epochs.get(client_id) != epoch:
+                room.epochs[client_id] = epoch
+                room.renewing.append(conn)
+        for _, buffered in room.joining.values():
+            buffered.append(_NewEpoch(epoch))
+
     def _remove(self, conn: Connection, name: str) -> None:
         conn.rooms.discard(name)
         room = self._rooms.get(name)
         if room is None:
             return
         room.members.pop(conn.id, None)
+        room.epochs.pop(conn.id, None)
         room.joining.pop(conn.id, None)
         if room.is_empty():
             del self._rooms[name]
@@ -272,6 +324,12 @@ class Hub:
         room = self._rooms.get(room_name)
         if room is None:
             return
+        if room.renewing and (seq := frame_seq(frame)) is not None:
+            assert room.epoch is not None
+            renewed = self._renewed_frame(room_name, room.epoch, seq - 1)
+            for conn in room.renewing:
+                conn.enqueue(renewed)
+            room.renewing = []
         for client_id, conn in room.members.items():
             if client_id != skip:
                 conn.enqueue(frame)

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_ROOM",
     "MAX_CLIENT_MSG_ID",
     "MAX_EPOCH_CHARS",
+    "MAX_SEQ",
     "NAME_PATTERN",
     "PING_FRAME",
     "PROTOCOL_VERSION",
@@ -60,6 +61,8 @@ MAX_CLIENT_MSG_ID: Final = 64
 # longer than this cannot be one, and is refused before it reaches Redis.
 MAX_EPOCH_CHARS: Final = 64
 PROTOCOL_VERSION: Final = 2
+# The largest `seq` a client may name: JavaScript's largest exact integer.
+MAX_SEQ: Final = 2**53 - 1
 
 
 class MessageType(StrEnum):
@@ -368,7 +371,8 @@ def parse_since(epoch: Any, seq: Any) -> Since:
     """A recovery position from a client (a `subscribe` frame or the query).
 
     Raises `FrameError` (`invalid_message`) unless `epoch` is a string of at
-    most MAX_EPOCH_CHARS and `seq` a non-negative integer (JSON's `41.0` is one).
+    most MAX_EPOCH_CHARS and `seq` an integer from 0 to MAX_SEQ (JSON's
+    `41.0` is one).
     """
     if isinstance(seq, float) and seq.is_integer():
         seq = int(seq)
@@ -378,12 +382,12 @@ def parse_since(epoch: Any, seq: Any) -> Since:
         or not _is_unicode(epoch)
         or isinstance(seq, bool)
         or not isinstance(seq, int)
-        or seq < 0
+        or not 0 <= seq <= MAX_SEQ
     ):
         raise FrameError(
             ErrorCode.INVALID_MESSAGE,
             f"since must be {{epoch: a string of at most {MAX_EPOCH_CHARS} characters, "
-            "seq: an integer >= 0}",
+            f"seq: an integer from 0 to {MAX_SEQ}}}",
         )
     return Since(epoch, seq)
 

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..config import Config
-from .message import MAX_CLIENT_MSG_ID, MAX_EPOCH_CHARS, NAME_PATTERN, PROTOCOL_VERSION, ErrorCode
+from .message import (
+    MAX_CLIENT_MSG_ID,
+    MAX_EPOCH_CHARS,
+    MAX_SEQ,
+    NAME_PATTERN,
+    PROTOCOL_VERSION,
+    ErrorCode,
+)
 
 __all__ = [
     "CLIENT_FRAMES",
@@ -99,6 +106,7 @@ _EPOCH: Final[Schema] = {
 _SEQ: Final[Schema] = {
     "type": "integer",
     "minimum": 0,
+    "maximum": MAX_SEQ,
     "description": "the room's sequence number: 1, 2, 3, ... within one epoch",
 }
 _SINCE: Final[Schema] = {

@@ -217,7 +217,12 @@ async def test_frames_queued_together_travel_as_one_redis_message_per_room(
     redis_server: RedisExecutor, nursery: trio.Nursery
 ) -> None:
     fanout = RedisBroadcaster(
-        tcp_url(redis_server), channel_prefix="chat:room:", reconnect_min=0.01, reconnect_max=0.1
+        tcp_url(redis_server),
+        channel_prefix="chat:room:",
+        reconnect_min=0.01,
+        reconnect_max=0.1,
+        history_size=100,
+        history_ttl=60,
     )
     delivered: list[tuple[str, str, str | None]] = []
     await nursery.start(fanout.run, lambda room, frame, skip: delivered.append((room, frame, skip)))
@@ -225,7 +230,7 @@ async def test_frames_queued_together_travel_as_one_redis_message_per_room(
         encode({"type": "chat", "body": b}) for b in "first r1 r2 r3 s1".split()
     )
     async with redis_client(redis_server) as watcher, watcher.pubsub() as seen:
-        await seen.subscribe("chat:room:r")
+        await seen.subscribe("chat:room:{r}")
         with trio.fail_after(WAIT):
             await fanout.wait_connected()
             await fanout.subscribe("r").wait()
@@ -246,7 +251,11 @@ async def test_frames_queued_together_travel_as_one_redis_message_per_room(
         with trio.fail_after(WAIT):
             await fanout.flush()
             messages = [await _next_message(seen) for _ in range(2)]
-    assert messages == [first, f"{r1}\nc1 {r2}\n{r3}"]  # the queued three as one message
+    # Each batch is one run of the publish script: the room's epoch, then its frames.
+    epochs, bodies = zip(*(message.split("\n", 1) for message in messages), strict=True)
+    assert epochs[0] == epochs[1]
+    assert epochs[0].startswith("=")
+    assert list(bodies) == [first, f"{r1}\nc1 {r2}\n{r3}"]  # the queued three as one message
     assert [d for d in delivered if d[0] == "r"] == [
         ("r", first, None),
         ("r", r1, None),
