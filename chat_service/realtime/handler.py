@@ -52,7 +52,13 @@ class WebSocket(Transport, Protocol):
 
 async def log_connect(conn: Connection) -> None:
     """Default `on_connect`: log the new client."""
-    log.info("client connected client_id=%s user_id=%s room=%s", conn.id, conn.user_id, conn.room)
+    log.info(
+        "client connected client_id=%s user_id=%s room=%s address=%s",
+        conn.id,
+        conn.user_id,
+        conn.room,
+        conn.address,
+    )
 
 
 async def log_disconnect(conn: Connection) -> None:
@@ -91,8 +97,10 @@ class Handler:
         self._broadcaster = handler_config.broadcaster
         self._config = config
 
-    async def handle(self, websocket: WebSocket, *, room: str, user_id: str, batch: bool) -> None:
-        """Serve one client in `room` until it leaves or is closed.
+    async def handle(
+        self, websocket: WebSocket, *, room: str, user_id: str, batch: bool, address: str = ""
+    ) -> None:
+        """Serve one client (from IP `address`) in `room` until it leaves or is closed.
 
         Closes the WebSocket with the protocol's code for why it ended; an
         exception in this connection's handling (hooks included) is logged
@@ -108,6 +116,7 @@ class Handler:
             send_queue_size=self._config.send_queue_size,
             heartbeat_deadline=self._config.heartbeat_deadline,
             flush_ticker=self._hub.flush_ticker,
+            address=address,
         )
         joined = False
         try:
