@@ -14,6 +14,7 @@ exits by itself, the others are stopped too and the launcher exits 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,7 +66,7 @@ class Child:
 
         Raises:
             ChildFailed: it exited before `stop` (before being ready, or later).
-        Cancellation kills the process and waits for it.
+        Cancellation stops the process as `stop` does, and waits for it.
         """
         self.process = await trio.lowlevel.open_process(
             self.command,
@@ -78,13 +79,12 @@ class Child:
         try:
             await self._copy_output()
             code = await self.process.wait()
+            by_itself = not self.stopping
         finally:
             self.settled.set()
-            if self.process.poll() is None:
-                self.process.kill()
-                with trio.CancelScope(shield=True):
-                    await self.process.wait()
-        if not self.stopping:
+            with trio.CancelScope(shield=True):
+                await self.stop()
+        if by_itself:
             raise ChildFailed(f"{self.name} exited with code {code} (see {self.log})")
 
     async def _copy_output(self) -> None:
@@ -102,14 +102,16 @@ class Child:
                     self.settled.set()
 
     def kill(self) -> None:
-        """SIGKILL now, if it still runs."""
+        """SIGKILL to the process and everything it started (its session's
+        process group: nginx's workers outlive a killed master otherwise)."""
         self.stopping = True
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL if the process has not exited within
-        STOP_TIMEOUT; returns once it has exited."""
+        STOP_TIMEOUT; returns once it and whatever it started have exited."""
         self.stopping = True
         if self.process is None:
             return
