@@ -117,7 +117,7 @@ class Follower:
             await trio.sleep(random.uniform(0, backoff))  # the client's own backoff
 
     async def _subscribed(self, client: Client, closed_at: float | None) -> None:
-        frame = await _next(client, "subscribed")
+        frame = client.subscribed
         if self.epoch is not None:
             assert frame["recovered"] is True, frame
             assert frame["epoch"] == self.epoch
