@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -35,21 +36,34 @@ def _alive(pid: int) -> bool:
     return True
 
 
-async def test_ctrl_c_stops_every_process_of_the_cluster(tmp_path: Path) -> None:
+def _ports() -> tuple[int, int, list[int]]:
+    """Free ports: nginx's, Redis's and three instances'."""
     ports = set()
     while len(ports) < 5:
         ports.add(port_for.select_random())
     nginx_port, redis_port, *instance_ports = sorted(ports)
+    return nginx_port, redis_port, instance_ports
+
+
+async def _launch(
+    tmp_path: Path, nginx_port: int, redis_port: int, instance_ports: list[int]
+) -> trio.Process:
     arguments = {
         "--port": str(nginx_port),
         "--instance-ports": ",".join(map(str, instance_ports)),
         "--redis-port": str(redis_port),
         "--log-dir": str(tmp_path / "logs"),
     }
-    launcher = await trio.lowlevel.open_process(
+    return await trio.lowlevel.open_process(
         [sys.executable, "-m", "chat_service.devtools.cluster", *sum(arguments.items(), ())],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
+
+
+async def test_ctrl_c_stops_every_process_of_the_cluster(tmp_path: Path) -> None:
+    nginx_port, redis_port, instance_ports = _ports()
+    launcher = await _launch(tmp_path, nginx_port, redis_port, instance_ports)
     assert launcher.stdout is not None
     output = b""
     try:
@@ -85,3 +99,26 @@ async def test_ctrl_c_stops_every_process_of_the_cluster(tmp_path: Path) -> None
         if launcher.poll() is None:
             launcher.kill()
             await launcher.wait()
+
+
+async def test_a_process_that_cannot_start_stops_the_others(tmp_path: Path) -> None:
+    nginx_port, redis_port, instance_ports = _ports()
+    with socket.socket() as taken:  # nginx's port is in use: nginx exits at once
+        taken.bind(("127.0.0.1", nginx_port))
+        taken.listen()
+        launcher = await _launch(tmp_path, nginx_port, redis_port, instance_ports)
+        try:
+            with trio.fail_after(STARTUP + SHUTDOWN):
+                assert await launcher.wait() == 1
+        finally:
+            if launcher.poll() is None:
+                launcher.kill()
+                await launcher.wait()
+    assert launcher.stdout is not None
+    assert launcher.stderr is not None
+    output = b"".join([chunk async for chunk in launcher.stdout])
+    errors = b"".join([chunk async for chunk in launcher.stderr])
+    assert b"cluster failed: nginx exited" in errors, errors
+    pids = [int(pid) for pid in re.findall(rb"pid=(\d+)", output)]
+    assert len(pids) == 5
+    assert [pid for pid in pids if _alive(pid)] == []
