@@ -125,6 +125,8 @@ class Child:
 
 @dataclass(frozen=True)
 class Ports:
+    """Where the cluster listens, all on 127.0.0.1."""
+
     nginx: int
     instances: tuple[int, ...]
     redis: int
@@ -227,10 +229,12 @@ async def _wait_ready(
 ) -> None:
     with trio.move_on_after(STARTUP_TIMEOUT):
         await child.settled.wait()
-    if not child.ready:
-        failures.append(ChildFailed(f"{child.name} is not ready (see {child.log})"))
-        request_stop()
-    print(f"started {child.name} pid={child.pid} log={child.log}", flush=True)
+    if child.ready:
+        print(f"started {child.name} pid={child.pid} log={child.log}", flush=True)
+        return
+    print(f"failed to start {child.name} pid={child.pid} log={child.log}", flush=True)
+    failures.append(ChildFailed(f"{child.name} is not ready (see {child.log})"))
+    request_stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
