@@ -26,8 +26,10 @@ DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
 SITE = DEPLOY_DIR / "nginx" / "chat-service.conf"
 UPSTREAM = DEPLOY_DIR / "nginx" / "upstream.conf"
 
-# What nginx logs once its listening sockets are open and workers start.
-READY_LINE = "start worker process"
+# What nginx logs once its listening sockets are open and a worker has been
+# forked ("start worker process <pid>"; the space tells it from the
+# "start worker processes" logged before the fork).
+READY_LINE = "start worker process "
 
 _LISTEN = re.compile(r"^(\s*)listen 80;$", re.MULTILINE)
 _SERVER = re.compile(r"^(\s*)server 127\.0\.0\.1:\d+( [^;]*)?;$", re.MULTILINE)

@@ -71,6 +71,7 @@ class Follower:
 
     name: str
     board: Board
+    go: trio.Event  # senders start once everyone is in the room
     sends: bool = False
     chats: list[dict[str, Any]] = field(default_factory=list)
     epoch: str | None = None
@@ -143,6 +144,7 @@ class Follower:
         return f"{self.name}-{self.sent}"
 
     async def _send(self, client: Client) -> None:
+        await self.go.wait()
         # After a reconnect, the message left unanswered goes again, with its
         # client_msg_id: published once whether or not it was before.
         while self.sending or self.in_flight:
@@ -239,7 +241,8 @@ async def test_rolling_restart_loses_no_message(
     }
     instances = [Instance(port, settings) for port in sorted(ports)]
     board = Board()
-    followers = [Follower(f"u{n}", board, sends=n < SENDERS) for n in range(CLIENTS)]
+    go = trio.Event()
+    followers = [Follower(f"u{n}", board, go, sends=n < SENDERS) for n in range(CLIENTS)]
     senders = followers[:SENDERS]
     with trio.fail_after(DEADLINE):
         async with trio.open_nursery() as nursery:
@@ -251,6 +254,7 @@ async def test_rolling_restart_loses_no_message(
                 # One at a time, so least_conn spreads them evenly.
                 await board.until(lambda: follower.online)  # noqa: B023
             assert [await _connections(i.port) for i in instances] == [3, 3, 3]
+            go.set()
             await board.until(_sent_at_least(senders, [3] * SENDERS))
 
             for instance in instances:
