@@ -79,6 +79,10 @@ async def test_client_that_never_reads_gets_4001_and_memory_stays_bounded() -> N
         RATE_LIMIT_PER_SECOND="0",
         JOIN_LEAVE_EVENTS="false",
         SHUTDOWN_GRACE_SECONDS="2",
+        # The stuck client reads only after the room's traffic, which on a
+        # loaded machine takes longer than the default 20 s the kernel lets
+        # a peer leave its window closed (test_stuck_peers.py checks that bound).
+        TCP_USER_TIMEOUT="0",
     ) as server:
         url = f"ws://127.0.0.1:{server.port}/api/chat-api/ws/busy"
         async with AsyncExitStack() as stack:
