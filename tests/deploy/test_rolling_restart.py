@@ -3,7 +3,7 @@
 Three instances on one Redis behind nginx (the shipped site), clients on
 all of them, three of them sending all along. The instances are restarted
 one at a time (SIGTERM, start again on the same port); their clients get
-1001 and reconnect through nginx with `since`. At the end every client has
+1001, reconnect through nginx and subscribe again with `since`. At the end every client has
 every message, in `seq` order, once. The time from the 1001 to the
 recovered `subscribed` is printed (p50/p99) for the record.
 """
@@ -87,10 +87,10 @@ class Follower:
         return self.chats[-1]["seq"] if self.chats else 0
 
     def url(self, port: int) -> str:
-        query = {"user_id": self.name}
-        if self.epoch is not None:
-            query |= {"since": str(self.last_seq), "epoch": self.epoch}
-        return f"ws://127.0.0.1:{port}/api/chat-api/ws/{ROOM}?{urlencode(query)}"
+        """The socket's path room is the client's own; it joins ROOM with a
+        `subscribe` frame, from `since` once it has been in it."""
+        query = urlencode({"user_id": self.name})
+        return f"ws://127.0.0.1:{port}/api/chat-api/ws/{self.name}?{query}"
 
     async def run(self, port: int) -> None:
         """Stay in the room until cancelled."""
@@ -118,7 +118,12 @@ class Follower:
             await trio.sleep(random.uniform(0, backoff))  # the client's own backoff
 
     async def _subscribed(self, client: Client, closed_at: float | None) -> None:
-        frame = client.subscribed
+        subscribe: dict[str, Any] = {"type": "subscribe", "room": ROOM}
+        if self.epoch is not None:
+            subscribe["since"] = {"epoch": self.epoch, "seq": self.last_seq}
+        await client.send(subscribe)
+        frame = await _next(client, "subscribed")
+        assert frame["room"] == ROOM
         if self.epoch is not None:
             assert frame["recovered"] is True, frame
             assert frame["epoch"] == self.epoch
@@ -150,7 +155,9 @@ class Follower:
         while self.sending or self.in_flight:
             self.in_flight = True
             answered = self.sent
-            await client.send({"body": f"message {answered}", "client_msg_id": self._next_id()})
+            await client.send(
+                {"room": ROOM, "body": f"message {answered}", "client_msg_id": self._next_id()}
+            )
             await self.board.until(lambda: self.sent > answered)  # noqa: B023
             await trio.sleep(SEND_INTERVAL)  # pacing, not waiting for anything
 
