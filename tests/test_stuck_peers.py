@@ -18,7 +18,8 @@ import trio
 from chat_service import runtime as runtime_module
 from chat_service.config import Config
 from chat_service.realtime import LocalBroadcaster
-from chat_service.realtime.broadcaster import Deliver
+from chat_service.realtime.broadcaster import Deliver, EpochSeen
+from chat_service.realtime.history import MemoryHistory
 from chat_service.runtime import ChatRuntime
 from chat_service.server import serve
 
@@ -37,11 +38,16 @@ class _BroadcasterThatFails(LocalBroadcaster):
     """In-process fan-out whose task fails when `fail` is set."""
 
     def __init__(self) -> None:
-        super().__init__()
+        self.history = MemoryHistory(size=10, ttl=10)
+        super().__init__(self.history)
         self.fail = trio.Event()
 
     async def run(
-        self, deliver: Deliver, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        deliver: Deliver,
+        epoch_seen: EpochSeen | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         self._deliver = deliver
         task_status.started()
@@ -92,7 +98,9 @@ async def test_a_failing_broadcaster_ends_serving_while_a_client_does_not_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     broadcaster = _BroadcasterThatFails()
-    monkeypatch.setattr(runtime_module, "make_broadcaster", lambda config: broadcaster)
+    monkeypatch.setattr(
+        runtime_module, "make_broadcaster", lambda config: (broadcaster, broadcaster.history)
+    )
     config = _config()
     runtime = ChatRuntime(config)
     failed_at = ended_at = 0.0

@@ -144,6 +144,7 @@ async def test_with_ws_compression_deflate_is_negotiated_with_small_windows() ->
                 return dict(json.loads(inflater.decompress(frame[1] + b"\x00\x00\xff\xff")))
 
             assert (await receive())["type"] == "welcome"
+            assert (await receive())["type"] == "subscribed"
             chat = json.dumps({"type": "chat", "body": "squeezed " * 50}).encode()
             await ws.stream.send_all(ws_frame(TEXT, deflated(chat), rsv1=True))
             with trio.fail_after(WAIT):
