@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest openapi redis-server bench bench-deps clean
+.PHONY: run cluster test lint typecheck pytest openapi redis-server nginx bench bench-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m chat_service
 
+## cluster: Redis, three instances (8081-8083) and nginx on 127.0.0.1:8080; logs in cluster-logs/; Ctrl-C stops all
+cluster: $(STAMP) redis-server nginx
+	$(BIN)/python -m chat_service.devtools.cluster --log-dir cluster-logs
+
 ## test: everything the suite needs, then lint, type checks and the suite
-test: $(STAMP) redis-server lint typecheck pytest
+test: $(STAMP) redis-server nginx lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -25,7 +29,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) redis-server bench-deps
+pytest: $(STAMP) redis-server nginx bench-deps
 	$(BIN)/pytest
 
 ## openapi: regenerate the committed API documents (openapi/) from the code
@@ -53,6 +57,13 @@ redis-server:
 		echo "installing redis-server"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+# The deployment tests and `make cluster` start nginx (Debian's package) on ports of their own.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+		echo "installing nginx"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx >/dev/null; }
 
 clean:
 	rm -rf $(VENV) *.egg-info

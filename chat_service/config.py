@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .forwarded import Network, parse_trusted_proxies
+
 __all__ = ["Config", "ConfigError"]
 
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -205,6 +207,15 @@ class Config:
     max_connections: int = _env("MAX_CONNECTIONS", _non_negative_int, 10000)
     # 0: no per-user limit (without auth, user_id is whatever the client says).
     max_connections_per_user: int = _env("MAX_CONNECTIONS_PER_USER", _non_negative_int, 0)
+    # 0: no per-address limit. Behind a proxy, set FORWARDED_ALLOW_IPS too, or
+    # every client counts as the proxy's address.
+    max_connections_per_ip: int = _env("MAX_CONNECTIONS_PER_IP", _non_negative_int, 0)
+    # Proxies whose X-Forwarded-For names the client (logs, per-IP limit);
+    # empty trusts nobody, so a client reaching the port directly cannot
+    # claim another address.
+    forwarded_allow_ips: tuple[Network, ...] = _env(
+        "FORWARDED_ALLOW_IPS", parse_trusted_proxies, ()
+    )
     # Frames per second one connection may send, sustained; 0 turns the limit
     # off. 10/s is far above human typing and still cheap to serve.
     rate_limit_per_second: float = _env("RATE_LIMIT_PER_SECOND", _non_negative_float, 10.0)

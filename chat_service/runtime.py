@@ -61,6 +61,7 @@ class ChatRuntime:
         self.capacity = Capacity(
             max_connections=config.max_connections,
             max_per_user=config.max_connections_per_user,
+            max_per_ip=config.max_connections_per_ip,
         )
         if make_handler_config is None:
             handler_config = HandlerConfig(self.broadcaster, auth_required=config.auth_enabled)

@@ -100,8 +100,11 @@ class Client:
 
 
 @asynccontextmanager
-async def connect(url: str, **kwargs: Any) -> AsyncIterator[Client]:
-    """A client connected to `url`, past its `welcome` frame and its path
+async def connect(
+    url: str, *, local_address: str | None = None, **kwargs: Any
+) -> AsyncIterator[Client]:
+    """A client connected to `url` (from `local_address`, e.g. 127.0.0.2 to
+    look like another machine), past its `welcome` frame and its path
     room's `subscribed` frame (kept as `welcome` and `subscribed`)."""
     parts = urlsplit(url)
     resource = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -109,7 +112,9 @@ async def connect(url: str, **kwargs: Any) -> AsyncIterator[Client]:
     assert parts.port is not None
     async with trio.open_nursery() as nursery:
         with trio.fail_after(WAIT):
-            stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+            stream = await trio.open_tcp_stream(
+                parts.hostname, parts.port, local_address=local_address
+            )
         # We own the TCP stream: trio-websocket's client leaves it open after
         # a close the server started (it waits for a TCP close, then never
         # closes its own socket).

@@ -153,17 +153,19 @@ class ServerProcess:
 
 
 @asynccontextmanager
-async def server_process(**settings: str) -> AsyncIterator[ServerProcess]:
-    """A service with `settings` in its environment, ready on a free port;
-    stopped with SIGTERM (its drain) when the block ends, killed if that
-    takes longer than WAIT."""
+async def server_process(
+    *, ready_within: float = WAIT, **settings: str
+) -> AsyncIterator[ServerProcess]:
+    """A service with `settings` in its environment, ready on a free port
+    within `ready_within` seconds; stopped with SIGTERM (its drain) when the
+    block ends, killed if that takes longer than WAIT."""
     process = await trio.lowlevel.open_process(
         service_command(), env=service_env(settings), stderr=subprocess.PIPE
     )
     server = ServerProcess(process)
     try:
         async with trio.open_nursery() as nursery:
-            with trio.fail_after(WAIT):
+            with trio.fail_after(ready_within):
                 await nursery.start(server.read_log)
             yield server
             if server.alive():

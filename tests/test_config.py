@@ -77,6 +77,9 @@ def test_values_are_parsed() -> None:
         ({"REDIS_URL": "redis://localhost?db=abc"}, "REDIS_URL"),
         ({"REDIS_RECONNECT_MIN": "0"}, "REDIS_RECONNECT_MIN"),
         ({"REDIS_RECONNECT_MIN": "5", "REDIS_RECONNECT_MAX": "1"}, "REDIS_RECONNECT_MAX"),
+        ({"FORWARDED_ALLOW_IPS": "127.0.0.1,nginx"}, "FORWARDED_ALLOW_IPS"),
+        ({"FORWARDED_ALLOW_IPS": "10.0.0.0/33"}, "FORWARDED_ALLOW_IPS"),
+        ({"MAX_CONNECTIONS_PER_IP": "-1"}, "MAX_CONNECTIONS_PER_IP"),
     ],
 )
 def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) -> None:
@@ -94,6 +97,7 @@ def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) 
         # Malformed in ways only coredis' own URL parsing finds.
         ({"REDIS_URL": "redis://localhost:6379?db=abc"}, "REDIS_URL"),
         ({"REDIS_URL": "rediss://localhost:6379?ssl_cert_reqs=sometimes"}, "REDIS_URL"),
+        ({"FORWARDED_ALLOW_IPS": "localhost"}, "FORWARDED_ALLOW_IPS"),
     ],
 )
 def test_bad_config_exits_2_with_one_line(environ: dict[str, str], variable: str) -> None:

@@ -102,8 +102,9 @@ REFUSALS: Final = (
         429,
         {
             "too_many_connections": (
-                "this user_id has MAX_CONNECTIONS_PER_USER clients on this instance: "
-                "close one first"
+                "this user_id has MAX_CONNECTIONS_PER_USER clients on this instance, or this "
+                "client address has MAX_CONNECTIONS_PER_IP (the address a proxy in "
+                "FORWARDED_ALLOW_IPS forwards): close one first"
             )
         },
     ),

@@ -80,8 +80,9 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
                 return _refusal(400, "invalid_user_id", f"a user_id is {_NAME_RULE}")
         if runtime.draining:
             return _refusal(503, "shutting_down", "this instance is shutting down; reconnect")
+        address = websocket.remote_addr or ""
         try:
-            runtime.capacity.acquire(user_id)
+            runtime.capacity.acquire(user_id, address)
         except AtCapacity as exc:
             return _refusal(exc.status, exc.error, exc.detail)
         try:
@@ -90,9 +91,10 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
                 room=room,
                 user_id=user_id,
                 batch=websocket.args.get("batch") == "1",
+                address=address,
             )
         finally:
-            runtime.capacity.release(user_id)
+            runtime.capacity.release(user_id, address)
         return None
 
     @app.websocket(WS_PATH)

@@ -51,11 +51,13 @@ class Connection:
         heartbeat_deadline: float,
         batch: bool = False,
         flush_ticker: FlushTicker | None = None,
+        address: str = "",
     ) -> None:
         self.id = secrets.token_hex(8)
         self.room = room
         self.rooms: set[str] = set()
         self.user_id = user_id
+        self.address = address  # the client's IP (as forwarded by a trusted proxy)
         self.queue_size = send_queue_size
         self.batch = batch
         self._flush_ticker = flush_ticker if batch else None

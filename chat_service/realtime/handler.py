@@ -57,7 +57,13 @@ class WebSocket(Transport, Protocol):
 
 async def log_connect(conn: Connection) -> None:
     """Default `on_connect`: log the new client."""
-    log.info("client connected client_id=%s user_id=%s room=%s", conn.id, conn.user_id, conn.room)
+    log.info(
+        "client connected client_id=%s user_id=%s room=%s address=%s",
+        conn.id,
+        conn.user_id,
+        conn.room,
+        conn.address,
+    )
 
 
 async def log_disconnect(conn: Connection) -> None:
@@ -104,9 +110,10 @@ class Handler:
         user_id: str,
         batch: bool,
         since: Since | None = None,
+        address: str = "",
     ) -> None:
-        """Serve one client, subscribed to `room` (recovering from `since`)
-        to begin with, until it leaves or is closed.
+        """Serve one client (from IP `address`), subscribed to `room`
+        (recovering from `since`) to begin with, until it leaves or is closed.
 
         Closes the WebSocket with the protocol's code for why it ended; an
         exception in this connection's handling (hooks included) is logged
@@ -122,6 +129,7 @@ class Handler:
             send_queue_size=self._config.send_queue_size,
             heartbeat_deadline=self._config.heartbeat_deadline,
             flush_ticker=self._hub.flush_ticker,
+            address=address,
         )
         joined = False
         try:

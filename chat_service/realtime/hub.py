@@ -35,7 +35,16 @@ class _Room:
     `subscribed` frame is being prepared, with the room's frames that
     arrived meanwhile; and how many still wait for the room's subscription."""
 
-    __slots__ = ("epoch", "epochs", "joining", "members", "pending", "renewing", "subscribed")
+    __slots__ = (
+        "epoch",
+        "epochs",
+        "floors",
+        "joining",
+        "members",
+        "pending",
+        "renewing",
+        "subscribed",
+    )
 
     def __init__(self, subscribed: trio.Event) -> None:
         self.members: dict[str, Connection] = {}
@@ -48,6 +57,10 @@ class _Room:
         self.epoch: str | None = None
         self.epochs: dict[str, str | None] = {}
         self.renewing: list[Connection] = []
+        # A new member's last seq handed over when it joined: the history read
+        # can answer before the pub/sub connection delivers frames it already
+        # held, and those must not reach the member twice.
+        self.floors: dict[str, int] = {}
 
     def is_empty(self) -> bool:
         return not self.members and not self.joining and not self.pending
@@ -213,6 +226,8 @@ class Hub:
             if seq is None or seq > last:  # else it was read too: the overlap
                 frames.append(frame)
         room.epochs[conn.id] = epoch
+        if last:
+            room.floors[conn.id] = last
         if epoch != room.epoch:
             room.epoch = None  # members disagree: the next epoch_seen tells each
         if not conn.enqueue_many(frames):
@@ -260,6 +275,7 @@ class Hub:
             if room.epochs.get(client_id) != epoch:
                 room.epochs[client_id] = epoch
                 room.renewing.append(conn)
+                room.floors.pop(client_id, None)  # the new epoch's seq starts again
         for _, buffered in room.joining.values():
             buffered.append(_NewEpoch(epoch))
 
@@ -270,6 +286,7 @@ class Hub:
             return
         room.members.pop(conn.id, None)
         room.epochs.pop(conn.id, None)
+        room.floors.pop(conn.id, None)
         room.joining.pop(conn.id, None)
         if room.is_empty():
             del self._rooms[name]
@@ -330,9 +347,16 @@ class Hub:
             for conn in room.renewing:
                 conn.enqueue(renewed)
             room.renewing = []
+        floors = room.floors
+        seq = frame_seq(frame) if floors else None
         for client_id, conn in room.members.items():
-            if client_id != skip:
-                conn.enqueue(frame)
+            if client_id == skip:
+                continue
+            if seq is not None and (floor := floors.get(client_id)) is not None:
+                if seq <= floor:
+                    continue  # it had this one already, from the history read
+                del floors[client_id]
+            conn.enqueue(frame)
         for client_id, (conn, buffered) in room.joining.items():
             if client_id != skip:
                 buffered.append(frame)
