@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from chat_service.config import Config, ConfigError
+from chat_service.config import Config, ConfigError, cluster_seeds
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -59,6 +59,9 @@ def test_values_are_parsed() -> None:
         ({"REDIS_URL": "redis://localhost?db=abc"}, "REDIS_URL"),
         ({"REDIS_RECONNECT_MIN": "0"}, "REDIS_RECONNECT_MIN"),
         ({"REDIS_RECONNECT_MIN": "5", "REDIS_RECONNECT_MAX": "1"}, "REDIS_RECONNECT_MAX"),
+        ({"REDIS_CLUSTER_URL": "http://h1:7000"}, "REDIS_CLUSTER_URL"),
+        ({"REDIS_CLUSTER_URL": "redis://h1:7000,h2"}, "REDIS_CLUSTER_URL"),
+        ({"REDIS_CLUSTER_URL": "redis://h1:7000", "REDIS_URL": "redis://h"}, "REDIS_CLUSTER_URL"),
     ],
 )
 def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) -> None:
@@ -93,6 +96,11 @@ def test_bad_config_exits_2_with_one_line(environ: dict[str, str], variable: str
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_cluster_url_gives_its_seeds() -> None:
+    config = Config.load({"REDIS_CLUSTER_URL": "redis://:pw@h1:7000,10.0.0.2:7001"})
+    assert cluster_seeds(config.redis_cluster_url) == [("h1", 7000), ("10.0.0.2", 7001)]
 
 
 def test_limit_defaults_and_values() -> None:

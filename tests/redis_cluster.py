@@ -1,0 +1,151 @@
+"""A real Redis Cluster for the tests: six `redis-server --cluster-enabled`
+processes on free loopback ports (three masters, one replica each), made
+into a cluster by `redis-cli --cluster create`."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import port_for
+
+# A cluster forms in well under a second on loopback; a loaded CI machine
+# gets far more, and a hang still fails in bounded time.
+FORM_TIMEOUT = 60.0
+# Fail over quickly: a master missing for this long is replaced by its replica.
+NODE_TIMEOUT_MS = 1000
+_POLL = 0.05
+
+
+def _redis_cli(*args: str, port: int | None = None) -> str:
+    command = ["redis-cli", "-h", "127.0.0.1"]
+    if port is not None:
+        command += ["-p", str(port)]
+    done = subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=FORM_TIMEOUT, check=False
+    )
+    return done.stdout + done.stderr
+
+
+def _wait_for(condition: str, check: object, timeout: float = FORM_TIMEOUT) -> None:
+    """Poll `check()` (a cheap redis-cli call) until it is true, or fail."""
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"redis cluster: {condition} not reached in {timeout} s")
+        time.sleep(_POLL)
+
+
+@dataclass
+class ClusterNode:
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                "--dir", str(self.directory),
+                "--save", "",
+                "--appendonly", "no",
+                "--loglevel", "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait_for(f"node {self.port} up", lambda: "PONG" in _redis_cli("ping", port=self.port))
+
+    def kill(self) -> None:
+        """SIGKILL the node: no goodbye to the cluster, as a crash would."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            self.process = None
+
+    def role(self) -> str:
+        return _redis_cli("role", port=self.port).split("\n", 1)[0].strip()
+
+
+@dataclass
+class RedisClusterProcesses:
+    nodes: list[ClusterNode] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """`REDIS_CLUSTER_URL`: every node as a seed."""
+        return "redis://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def live(self) -> list[ClusterNode]:
+        return [node for node in self.nodes if node.process is not None]
+
+    def master_of(self, key: str) -> ClusterNode:
+        """The node that owns `key`'s slot now (its hash tag decides)."""
+        for node in self.live():
+            answer = _redis_cli("cluster", "keyslot", key, port=node.port).strip()
+            slot = int(answer)
+            for line in _redis_cli("cluster", "nodes", port=node.port).splitlines():
+                parts = line.split()
+                if "master" not in parts[2] or "fail" in parts[2]:
+                    continue
+                for ranges in parts[8:]:
+                    low, _, high = ranges.partition("-")
+                    if low.isdigit() and int(low) <= slot <= int(high or low):
+                        port = int(parts[1].split("@", 1)[0].rsplit(":", 1)[1])
+                        return next(n for n in self.nodes if n.port == port)
+        raise LookupError(f"no live master owns {key!r}")
+
+    def wait_ok(self) -> None:
+        """Return once every live node says the cluster is ok."""
+
+        def ok() -> bool:
+            return all(
+                "cluster_state:ok" in _redis_cli("cluster", "info", port=node.port)
+                for node in self.live()
+            )
+
+        _wait_for("cluster_state:ok", ok)
+
+
+@contextmanager
+def redis_cluster(directory: Path, *, masters: int = 3) -> Iterator[RedisClusterProcesses]:
+    """Run a cluster of `masters` masters with one replica each until the block ends."""
+    for binary in ("redis-server", "redis-cli"):
+        assert shutil.which(binary), f"{binary} is missing: `make test` installs it"
+    cluster = RedisClusterProcesses()
+    try:
+        for index in range(masters * 2):
+            node_dir = directory / f"node{index}"
+            node_dir.mkdir()
+            node = ClusterNode(port_for.select_random(), node_dir)
+            cluster.nodes.append(node)
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in cluster.nodes]
+        out = _redis_cli(
+            "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"
+        )
+        assert "[OK] All 16384 slots covered" in out, out
+        cluster.wait_ok()
+        yield cluster
+    finally:
+        for node in cluster.nodes:
+            node.stop()
