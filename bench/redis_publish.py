@@ -59,7 +59,14 @@ async def _timed(senders: int, messages: int, send: Send) -> float:
 
 
 async def batched(url: str, senders: int, messages: int) -> float:
-    fanout = RedisBroadcaster(url, channel_prefix="chat:room:", reconnect_min=0.1, reconnect_max=1)
+    fanout = RedisBroadcaster(
+        url,
+        channel_prefix="chat:room:",
+        reconnect_min=0.1,
+        reconnect_max=1,
+        history_size=1000,
+        history_ttl=86400,
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(fanout.run, lambda room, frame, skip: None)
         await fanout.wait_connected()
@@ -74,7 +81,9 @@ async def batched(url: str, senders: int, messages: int) -> float:
 async def one_publish_each(url: str, senders: int, messages: int) -> float:
     async with coredis.Redis.from_url(url, decode_responses=True) as client:
         await client.ping()
-        return await _timed(senders, messages, lambda: client.publish(f"chat:room:{ROOM}", FRAME))
+        return await _timed(
+            senders, messages, lambda: client.publish(f"chat:room:{{{ROOM}}}", FRAME)
+        )
 
 
 async def main(url: str, messages: int, senders: int) -> None:

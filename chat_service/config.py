@@ -192,6 +192,15 @@ class Config:
     # Frames a client may lag behind its room before it counts as a slow
     # consumer: a few seconds of a busy room, a few hundred KiB at most.
     send_queue_size: int = _env("SEND_QUEUE_SIZE", _positive_int, 256)
+    # Rooms one socket may be subscribed to at once: a busy chat client's
+    # sidebar, while keeping what one socket costs the hub bounded.
+    max_rooms_per_connection: int = _env("MAX_ROOMS_PER_CONNECTION", _positive_int, 100)
+    # Chat messages each room keeps for recovery and the history API: a few
+    # minutes of a busy room, a day of a quiet one; a replay is at most this.
+    history_size: int = _env("HISTORY_SIZE", _positive_int, 1000)
+    # Seconds a message stays in history; 0 turns history off (messages
+    # still get their seq). A day covers a client that was off overnight.
+    history_ttl: int = _env("HISTORY_TTL", _non_negative_int, 86400)
     join_leave_events: bool = _env("JOIN_LEAVE_EVENTS", _boolean, True)
     # Longest a batched (batch=1) client's frames wait to be coalesced, in
     # seconds; 0 flushes at once.

@@ -11,6 +11,7 @@ import trio
 from .config import Config
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
 from .realtime.capacity import Capacity
+from .realtime.history import History, MemoryHistory
 from .realtime.redis_broadcaster import RedisBroadcaster
 
 __all__ = ["ChatRuntime", "make_broadcaster"]
@@ -18,16 +19,20 @@ __all__ = ["ChatRuntime", "make_broadcaster"]
 log = logging.getLogger(__name__)
 
 
-def make_broadcaster(config: Config) -> Broadcaster:
-    """Redis fan-out when `REDIS_URL` is set, else in-process fan-out."""
+def make_broadcaster(config: Config) -> tuple[Broadcaster, History]:
+    """Redis fan-out and history when `REDIS_URL` is set, else in-process ones."""
     if config.redis_url:
-        return RedisBroadcaster(
+        redis = RedisBroadcaster(
             config.redis_url,
             channel_prefix=config.redis_channel_prefix,
             reconnect_min=config.redis_reconnect_min,
             reconnect_max=config.redis_reconnect_max,
+            history_size=config.history_size,
+            history_ttl=config.history_ttl,
         )
-    return LocalBroadcaster()
+        return redis, redis.history
+    memory = MemoryHistory(size=config.history_size, ttl=config.history_ttl)
+    return LocalBroadcaster(memory), memory
 
 
 class ChatRuntime:
@@ -45,9 +50,10 @@ class ChatRuntime:
         make_handler_config: Callable[[Broadcaster], HandlerConfig] | None = None,
     ) -> None:
         self.config = config
-        self.broadcaster = make_broadcaster(config)
+        self.broadcaster, self.history = make_broadcaster(config)
         self.hub = Hub(
             self.broadcaster,
+            self.history,
             heartbeat_interval=config.heartbeat_interval,
             batch_window=config.batch_window,
         )
@@ -81,7 +87,7 @@ class ChatRuntime:
         """
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(self.broadcaster.run, self.hub.deliver)
+                await nursery.start(self.broadcaster.run, self.hub.deliver, self.hub.epoch_seen)
                 await nursery.start(self.hub.run)
                 self._started = True
                 task_status.started()

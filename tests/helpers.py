@@ -42,6 +42,8 @@ class Client:
     def __init__(self, ws: WebSocketConnection) -> None:
         self.ws = ws
         self.welcome: dict[str, Any] = {}
+        self.subscribed: dict[str, Any] = {}
+        self._lines: list[str] = []  # the rest of a batched frame (batch=1)
 
     @property
     def client_id(self) -> str:
@@ -57,9 +59,12 @@ class Client:
         return message
 
     async def receive(self, *, skip_pings: bool = True) -> dict[str, Any]:
-        """The next frame; heartbeat pings are skipped unless asked for."""
+        """The next frame (of a batched one too); heartbeat pings are skipped
+        unless asked for."""
         while True:
-            frame: dict[str, Any] = json.loads(await self.receive_raw())
+            if not self._lines:
+                self._lines = (await self.receive_raw()).split("\n")
+            frame: dict[str, Any] = json.loads(self._lines.pop(0))
             if not (skip_pings and frame["type"] == "ping"):
                 return frame
 
@@ -96,7 +101,8 @@ class Client:
 
 @asynccontextmanager
 async def connect(url: str, **kwargs: Any) -> AsyncIterator[Client]:
-    """A client connected to `url`, past its `welcome` frame."""
+    """A client connected to `url`, past its `welcome` frame and its path
+    room's `subscribed` frame (kept as `welcome` and `subscribed`)."""
     parts = urlsplit(url)
     resource = parts.path + (f"?{parts.query}" if parts.query else "")
     assert parts.hostname is not None
@@ -117,6 +123,8 @@ async def connect(url: str, **kwargs: Any) -> AsyncIterator[Client]:
                 try:
                     client.welcome = await client.receive()
                     assert client.welcome["type"] == "welcome", client.welcome
+                    client.subscribed = await client.receive()
+                    assert client.subscribed["type"] == "subscribed", client.subscribed
                     yield client
                 finally:
                     with trio.move_on_after(WAIT):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,9 +13,10 @@ import trio
 from pytest_redis.executor import RedisExecutor
 
 from chat_service.realtime.redis_broadcaster import RedisBroadcaster
+from chat_service.realtime.redis_history import RoomKeys
 
 from .conftest import StartServer
-from .helpers import WAIT, RunningServer, raw_request
+from .helpers import WAIT, RunningServer, connect, raw_request
 
 # Reconnect quickly: the tests restart Redis and wait for the instances to notice.
 FAST_RECONNECT = {"redis_reconnect_min": 0.01, "redis_reconnect_max": 0.1}
@@ -75,3 +77,26 @@ async def clients_named(redis: RedisExecutor, name: str) -> list[dict[str, Any]]
 
 def chat_bodies(frames: list[dict[str, Any]]) -> list[str]:
     return [frame["body"] for frame in frames if frame["type"] == "chat"]
+
+
+async def subscribers(redis: RedisExecutor, room: str) -> int:
+    async with redis_client(redis) as client:
+        channel = RoomKeys.of("chat:room:", room).channel
+        counts = await client.pubsub_numsub(channel)
+    return int(counts[channel])
+
+
+async def fence(server: RunningServer, nursery: trio.Nursery) -> None:
+    """Return once `server` has sent Redis every SUBSCRIBE/UNSUBSCRIBE it
+    owed so far: it (un)subscribes in order on one connection, and a client
+    joining a new room gets its welcome only after that room's SUBSCRIBE."""
+    entered = trio.Event()
+
+    async def join_new_room() -> None:
+        async with connect(server.url(f"fence-{secrets.token_hex(4)}")):
+            entered.set()
+            await trio.sleep_forever()
+
+    nursery.start_soon(join_new_room)
+    with trio.fail_after(WAIT):
+        await entered.wait()

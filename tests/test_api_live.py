@@ -177,9 +177,10 @@ async def test_every_message_behaves_as_documented(start_server: StartServer) ->
     answer; each server message is seen on the wire and matches its schema."""
     server = await start_server(heartbeat_interval=0.05, heartbeat_timeout=5.0)
     seen: dict[str, dict[str, Any]] = {}  # server message key -> a frame the server sent
-    async with connect(server.url("docs", user_id="alice")) as alice:
+    async with connect(server.url("general", user_id="alice")) as alice:
         seen["welcome"] = alice.welcome
-        async with connect(server.url("docs", user_id="bob")) as bob:
+        seen["subscribed"] = alice.subscribed
+        async with connect(server.url("general", user_id="bob")) as bob:
             seen["join"] = await alice.receive()
             assert seen["join"]["client_id"] == bob.client_id
 
@@ -190,6 +191,18 @@ async def test_every_message_behaves_as_documented(start_server: StartServer) ->
                 assert seen["chat"]["body"] == example("chatRequest")["body"]
                 assert seen["chat"]["client_msg_id"] == example("chatRequest")["client_msg_id"]
                 assert seen["chat"]["client_id"] == bob.client_id
+
+            # subscribe: answered with subscribed (this `since` is of no epoch the room has).
+            await bob.send(example("subscribe"))
+            resubscribed = await bob.receive()
+            assert resubscribed["room"] == example("subscribe")["room"]
+            assert (resubscribed["recovered"], resubscribed["reason"]) == (False, "epoch_changed")
+            assert_is_message("subscribed", resubscribed)
+
+            # unsubscribe: answered with unsubscribed.
+            await bob.send(example("unsubscribe"))
+            seen["unsubscribed"] = await bob.receive()
+            assert seen["unsubscribed"]["room"] == example("unsubscribe")["room"]
 
             # clientPing: answered to the sender alone, data echoed.
             await bob.send(example("clientPing"))
@@ -210,7 +223,13 @@ async def test_every_message_behaves_as_documented(start_server: StartServer) ->
         seen["heartbeat"] = frame
 
     assert set(seen) == message_keys("send")
-    assert message_keys("receive") == {"chatRequest", "clientPing", "clientPong"}
+    assert message_keys("receive") == {
+        "chatRequest",
+        "subscribe",
+        "unsubscribe",
+        "clientPing",
+        "clientPong",
+    }
     for key, frame in seen.items():
         assert_is_message(key, frame)
 
@@ -227,6 +246,14 @@ async def test_every_message_behaves_as_documented(start_server: StartServer) ->
         ('{"body": "x", "client_msg_id": 5}', "invalid_message"),
         (json.dumps({"body": "x", "client_msg_id": "c" * 65}), "invalid_message"),
         ('{"type": "shout"}', "unknown_type"),
+        ('{"body": "x", "room": "no spaces"}', "invalid_room"),
+        ('{"type": "subscribe"}', "invalid_room"),
+        ('{"type": "unsubscribe", "room": ""}', "invalid_room"),
+        ('{"type": "subscribe", "room": "r", "since": {"epoch": "e"}}', "invalid_message"),
+        (
+            '{"type": "subscribe", "room": "r", "since": {"epoch": "e", "seq": -1}}',
+            "invalid_message",
+        ),
         (json.dumps({"body": "x" * (DEFAULT_MAX_BODY_CHARS + 1)}), "body_too_long"),
     ],
 )

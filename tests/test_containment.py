@@ -18,7 +18,8 @@ from chat_service import __main__ as entry_point
 from chat_service import runtime as runtime_module
 from chat_service.config import Config
 from chat_service.realtime import Broadcaster, Connection, HandlerConfig, LocalBroadcaster
-from chat_service.realtime.broadcaster import Deliver
+from chat_service.realtime.broadcaster import Deliver, EpochSeen
+from chat_service.realtime.history import MemoryHistory
 from chat_service.runtime import ChatRuntime
 from chat_service.server import serve
 
@@ -120,7 +121,11 @@ class _DyingBroadcaster(LocalBroadcaster):
     """In-process fan-out whose task fails right after it started."""
 
     async def run(
-        self, deliver: Deliver, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        deliver: Deliver,
+        epoch_seen: EpochSeen | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
         await trio.lowlevel.checkpoint()
@@ -130,7 +135,10 @@ class _DyingBroadcaster(LocalBroadcaster):
 def test_a_dying_broadcaster_ends_the_service_with_one_line(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(runtime_module, "make_broadcaster", lambda config: _DyingBroadcaster())
+    history = MemoryHistory(size=10, ttl=10)
+    monkeypatch.setattr(
+        runtime_module, "make_broadcaster", lambda config: (_DyingBroadcaster(history), history)
+    )
     config = dataclasses.replace(Config(), port=0)
     with caplog.at_level(logging.INFO):
         assert entry_point.run(config, ChatRuntime(config)) == entry_point.EXIT_FAILURE

@@ -22,6 +22,8 @@ from chat_service.realtime.message import (
     FrameError,
     Ping,
     Pong,
+    Subscribe,
+    Unsubscribe,
     parse_client_frame,
 )
 from chat_service.realtime.schemas import (
@@ -35,7 +37,13 @@ VALIDATORS = (
     jsonschema.Draft7Validator(CLIENT_FRAME_SCHEMA),
     jsonschema.Draft202012Validator(CLIENT_FRAME_SCHEMA),
 )
-PARSED_AS = {"chatRequest": ChatRequest, "clientPing": Ping, "clientPong": Pong}
+PARSED_AS = {
+    "chatRequest": ChatRequest,
+    "subscribe": Subscribe,
+    "unsubscribe": Unsubscribe,
+    "clientPing": Ping,
+    "clientPong": Pong,
+}
 
 json_values = st.recursive(
     st.none()
@@ -62,7 +70,23 @@ def near(limit: int) -> st.SearchStrategy[str]:
 frames = st.fixed_dictionaries(
     {},
     optional={
-        "type": st.sampled_from(["chat", "ping", "pong", "shout", "", "CHAT"]) | json_values,
+        "type": st.sampled_from(
+            ["chat", "subscribe", "unsubscribe", "ping", "pong", "shout", "", "CHAT"]
+        )
+        | json_values,
+        "room": st.sampled_from(["r", "a.b-c_9", "", "no space", "x" * 65]) | json_values,
+        "since": st.none()
+        | st.fixed_dictionaries(
+            {},
+            optional={
+                "epoch": st.text(max_size=4) | near(64) | json_values,
+                "seq": st.integers(-2, 2)
+                | st.sampled_from([2**53 - 1, 2**53, 2.0**53])
+                | st.floats(-1, 3)
+                | json_values,
+            },
+        )
+        | json_values,
         "body": st.text(max_size=6) | near(DEFAULT_MAX_BODY_CHARS) | json_values,
         "client_msg_id": st.none() | st.text(max_size=4) | near(64) | json_values,
         "data": json_values,
@@ -93,6 +117,7 @@ def test_parser_accepts_exactly_what_the_schema_accepts(frame: Any) -> None:
             ErrorCode.INVALID_MESSAGE,
             ErrorCode.UNKNOWN_TYPE,
             ErrorCode.BODY_TOO_LONG,
+            ErrorCode.INVALID_ROOM,
         )
     else:
         (kind,) = [f for f in CLIENT_FRAMES if jsonschema.Draft7Validator(f.schema).is_valid(frame)]

@@ -22,6 +22,8 @@ import trio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from chat_service.realtime.message import is_valid_name
+
 from .conftest import start_server_in
 from .helpers import Client, RunningServer, connect
 from .test_frame_schemas import json_values
@@ -72,9 +74,10 @@ def _refuse(name: str) -> Any:
     raise ValueError(name)
 
 
-def expected(frame: Frame) -> tuple[str, Any]:
-    """What the protocol answers to `frame`: ("chat", (body, client_msg_id)),
-    ("answer", the frame sent back to the sender alone) or ("nothing", None)."""
+def expected(frame: Frame, room: str) -> tuple[str, Any]:
+    """What the protocol answers to `frame` from a client in `room` alone:
+    ("chat", (body, client_msg_id)), ("answer", the frame sent back to the
+    sender alone) or ("nothing", None). (A retry is told apart in `check`.)"""
     if isinstance(frame, bytes):
         return "answer", ("error", "binary_not_supported")
     try:
@@ -106,7 +109,27 @@ def expected(frame: Frame) -> tuple[str, Any]:
         return "answer", ("error", "body_too_long")
     if msg_id is not None and not (isinstance(msg_id, str) and len(msg_id) <= 64):
         return "answer", ("error", "invalid_message")
+    if "room" in obj and not (isinstance(obj["room"], str) and is_valid_name(obj["room"])):
+        return "answer", ("error", "invalid_room")
+    if obj.get("room", room) != room:
+        return "answer", ("error", "not_subscribed")
     return "chat", (body, msg_id)
+
+
+def with_retries(outcomes: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """`outcomes` of one sender's frames, a chat reusing a client_msg_id
+    becoming the original's `duplicate`, to the sender alone."""
+    originals: dict[str, str] = {}
+    told: list[tuple[str, Any]] = []
+    for kind, value in outcomes:
+        if kind == "chat" and value[1] is not None:
+            body, msg_id = value
+            if msg_id in originals:
+                told.append(("answer", ("duplicate", originals[msg_id], msg_id)))
+                continue
+            originals[msg_id] = body
+        told.append((kind, value))
+    return told
 
 
 async def received_until_sync(client: Client) -> list[dict[str, Any]]:
@@ -118,7 +141,13 @@ async def received_until_sync(client: Client) -> list[dict[str, Any]]:
 
 
 def answer_of(frame: dict[str, Any]) -> tuple[str, Any]:
+    if frame["type"] == "chat":
+        return "duplicate", frame["body"], frame["client_msg_id"]
     return ("error", frame["code"]) if frame["type"] == "error" else ("pong", frame)
+
+
+def is_answer(frame: dict[str, Any]) -> bool:
+    return frame["type"] != "chat" or frame.get("duplicate", False)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -139,7 +168,10 @@ async def play(server: RunningServer, script: Script) -> tuple[list[str], list[R
     """Each client sends its frames of `script`, all clients at once: the
     clients' ids, and what each received."""
     async with AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(connect(server.url(r))) for r in ROOMS]
+        clients = [
+            await stack.enter_async_context(connect(server.url(r, user_id=f"u{i}")))
+            for i, r in enumerate(ROOMS)
+        ]
         received: list[Received] = [[] for _ in clients]
 
         async def send_all(index: int) -> None:
@@ -159,18 +191,23 @@ async def play(server: RunningServer, script: Script) -> tuple[list[str], list[R
 def check(script: Script, client_ids: list[str], received: list[Received]) -> None:
     sent_chats: dict[int, list[tuple[str, Any]]] = {}
     for index in range(len(ROOMS)):
-        outcomes = [expected(frame) for i, frame in script if i == index]
-        answers = [answer_of(f) for f in received[index] if f["type"] != "chat"]
+        outcomes = with_retries(
+            [expected(frame, ROOMS[index]) for i, frame in script if i == index]
+        )
+        answers = [answer_of(f) for f in received[index] if is_answer(f)]
         assert answers == [value for kind, value in outcomes if kind == "answer"]
         sent_chats[index] = [value for kind, value in outcomes if kind == "chat"]
 
     for room in set(ROOMS):
         members = [i for i, r in enumerate(ROOMS) if r == room]
-        orders = [[f for f in received[i] if f["type"] == "chat"] for i in members]
+        orders = [
+            [f for f in received[i] if f["type"] == "chat" and not is_answer(f)] for i in members
+        ]
         assert all(order == orders[0] for order in orders), "one order per room"
         order = orders[0]
         assert all(f["room"] == room for f in order), "nothing leaks between rooms"
         assert len({f["id"] for f in order}) == len(order), "no duplicates"
+        assert [f["seq"] for f in order] == list(range(1, len(order) + 1)), "seq 1..N, no gap"
         for sender in members:
             mine = [
                 (f["body"], f.get("client_msg_id"))

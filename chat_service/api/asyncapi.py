@@ -55,7 +55,7 @@ def _description() -> str:
         f"| {int(code)} | {meaning} |" for code, meaning in CLOSE_CODE_MEANINGS.items()
     )
     return f"""\
-The chat wire protocol, version 1. Every WebSocket frame is a **text** frame
+The chat wire protocol, version 2. Every WebSocket frame is a **text** frame
 holding one JSON object (UTF-8); a binary frame is answered with an `error`
 frame (`binary_not_supported`). A refused frame gets an `error` frame and the
 connection stays open; only repeated abuse closes it (1008).
@@ -73,12 +73,27 @@ messages for at most BATCH_WINDOW seconds so that one frame carries many.
 Without `batch=1` every frame carries exactly one message. Client frames
 always carry one message.
 
-**Guarantees.** A message never reaches another room. Once a client has its
-`welcome`, it receives every later message of its room. All clients of a room
-receive its chat messages in the same order, one sender's in the order sent.
-Delivery is at most once, without duplicates. A slow client never slows the
-others: a client whose send queue (SEND_QUEUE_SIZE frames) overflows is
-disconnected alone (4001).
+**Rooms.** The path names the socket's first room; `subscribe` adds more
+(at most MAX_ROOMS_PER_CONNECTION), `unsubscribe` leaves one. A `chat` goes
+to its `room` (default: the path's), which the socket must be subscribed to.
+
+**Sequence, history, recovery.** Every chat message gets its room's next
+`seq` (1, 2, 3, ... without gap or repeat within one `epoch`) in the step
+that publishes it. Each room keeps its last HISTORY_SIZE messages for
+HISTORY_TTL seconds. A client that reconnects (`since`/`epoch` in the query)
+or subscribes (`since` in `subscribe`) with the last `seq` it has gets
+`subscribed` with `recovered: true`, then every message it missed, in order,
+then the live ones, without gap or duplicate; or `recovered: false` with a
+`reason` and live messages only. While Redis is down, chat messages reach
+this instance's members only, without `seq`, and are not kept.
+
+**Guarantees.** A message never reaches a client not subscribed to its room.
+Once a client has a room's `subscribed`, it receives every later message of
+that room. All clients of a room receive its chat messages in one order (the
+`seq` order), one sender's in the order sent. No duplicates, retries with
+`client_msg_id` included. A slow client never slows the others: a client
+whose send queue (SEND_QUEUE_SIZE entries) overflows is disconnected alone
+(4001).
 
 **Close codes** (also in `x-close-codes`):
 
@@ -105,9 +120,11 @@ def _channel(address: str) -> Schema:
         "address": address,
         "title": "A named room" if named else f"The default room `{DEFAULT_ROOM}`",
         "description": (
-            "Every chat message of the room reaches every client in it, the sender included, "
-            "and no client of another room. `join`/`leave` events reach the room's other "
-            "clients; `welcome`, `pong` and `error` frames reach their client alone."
+            "The socket starts in this room and may subscribe to others. Every chat message of a "
+            "room reaches every client subscribed to it, the sender included, and no other "
+            "client. `join`/`leave` events of the path room reach its other clients; "
+            "`welcome`, `subscribed`, `unsubscribed`, `pong` and `error` frames reach their "
+            "client alone."
         ),
         "messages": {
             frame.key: {"$ref": f"#/components/messages/{frame.key}"}

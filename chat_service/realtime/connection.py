@@ -33,7 +33,8 @@ FrameHandler = Callable[["Connection", str | bytes], Awaitable[None]]
 
 
 class Connection:
-    """One client in one room.
+    """One client: its path's room (`room`) and the rooms it is subscribed
+    to (`rooms`, kept by the hub).
 
     Frames for the client go through `enqueue`, which never waits: a client
     whose queue is full is a slow consumer and is closed with 4001. `close`
@@ -53,12 +54,19 @@ class Connection:
     ) -> None:
         self.id = secrets.token_hex(8)
         self.room = room
+        self.rooms: set[str] = set()
         self.user_id = user_id
+        self.queue_size = send_queue_size
         self.batch = batch
         self._flush_ticker = flush_ticker if batch else None
         self.close_reason: tuple[CloseCode, str] | None = None
         self._heartbeat_deadline = heartbeat_deadline
-        self._outbox_in, self._outbox = trio.open_memory_channel[str](send_queue_size)
+        # An entry is one frame, or several queued at once (a subscribe's answer
+        # and replay) that take one place: a recovering client has room for
+        # its replay (at most HISTORY_SIZE frames) without counting as slow.
+        self._outbox_in, self._outbox = trio.open_memory_channel[str | tuple[str, ...]](
+            send_queue_size
+        )
         self._scope = trio.CancelScope()
         self._receiving_stopped = False
         self._receive_scope: trio.CancelScope | None = None
@@ -76,8 +84,16 @@ class Connection:
         Returns False if it was not queued: the connection is closing, or
         its queue is full, in which case it is closed as a slow consumer.
         """
+        return self._put(frame)
+
+    def enqueue_many(self, frames: list[str]) -> bool:
+        """Queue `frames` for this client without waiting, taking one place
+        in its queue; as `enqueue` otherwise."""
+        return self._put(frames[0] if len(frames) == 1 else tuple(frames))
+
+    def _put(self, entry: str | tuple[str, ...]) -> bool:
         try:
-            self._outbox_in.send_nowait(frame)
+            self._outbox_in.send_nowait(entry)
         except trio.WouldBlock:
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue overflowed")
             return False
@@ -143,24 +159,40 @@ class Connection:
                 nursery.cancel_scope.cancel()
 
     async def _send_loop(self, transport: Transport) -> None:
-        async for frame in self._outbox:
-            if self.batch:
-                frame = self._coalesce(frame)
-            await transport.send(frame)
+        async for entry in self._outbox:
+            if isinstance(entry, tuple):
+                await self._send_several(transport, entry)
+            elif self.batch:
+                batch, several = self._coalesce(entry)
+                await transport.send(batch)
+                if several is not None:
+                    await self._send_several(transport, several)
+            else:
+                await transport.send(entry)
             if self._flush_ticker is not None and self.queued:
                 # Busy: let the room's inbound traffic catch up, then flush with
                 # every other busy connection at the next tick.
                 await self._flush_ticker.wait_for_tick()
 
-    def _coalesce(self, first: str) -> str:
-        """`first` and whatever else is queued now, joined into one batched frame."""
+    async def _send_several(self, transport: Transport, frames: tuple[str, ...]) -> None:
+        """Frames queued as one entry: one WebSocket message each, or batched."""
+        step = MAX_BATCH_FRAMES if self.batch else 1
+        for start in range(0, len(frames), step):
+            await transport.send("\n".join(frames[start : start + step]))
+
+    def _coalesce(self, first: str) -> tuple[str, tuple[str, ...] | None]:
+        """`first` and whatever else is queued now, joined into one batched
+        frame; and an entry of several frames that ended the batch, if one did."""
         frames = [first]
         while len(frames) < MAX_BATCH_FRAMES:
             try:
-                frames.append(self._outbox.receive_nowait())
+                entry = self._outbox.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
-        return "\n".join(frames)
+            if isinstance(entry, tuple):
+                return "\n".join(frames), entry
+            frames.append(entry)
+        return "\n".join(frames), None
 
     async def _receive_loop(self, transport: Transport, on_frame: FrameHandler) -> None:
         with trio.CancelScope() as silence:

@@ -17,12 +17,17 @@ from .close_codes import CloseCode
 from .connection import Connection, Transport
 from .hub import Hub
 from .message import (
+    PROTOCOL_VERSION,
     ChatRequest,
+    ClientFrame,
     ErrorCode,
     FrameError,
     Message,
     MessageType,
     Ping,
+    Since,
+    Subscribe,
+    Unsubscribe,
     encode,
     error_frame,
     new_message_id,
@@ -91,8 +96,17 @@ class Handler:
         self._broadcaster = handler_config.broadcaster
         self._config = config
 
-    async def handle(self, websocket: WebSocket, *, room: str, user_id: str, batch: bool) -> None:
-        """Serve one client in `room` until it leaves or is closed.
+    async def handle(
+        self,
+        websocket: WebSocket,
+        *,
+        room: str,
+        user_id: str,
+        batch: bool,
+        since: Since | None = None,
+    ) -> None:
+        """Serve one client, subscribed to `room` (recovering from `since`)
+        to begin with, until it leaves or is closed.
 
         Closes the WebSocket with the protocol's code for why it ended; an
         exception in this connection's handling (hooks included) is logged
@@ -118,7 +132,7 @@ class Handler:
             log.info("handshake failed client_id=%s error=%s", conn.id, exc)
             return
         try:
-            await self._hub.join(conn, self._welcome(conn))
+            await self._hub.join(conn, self._welcome(conn), since)
             joined = True
             await self._hooks.on_connect(conn)
             await self._announce(conn, MessageType.JOIN)
@@ -151,6 +165,7 @@ class Handler:
                 "user_id": conn.user_id,
                 "room": conn.room,
                 "heartbeat_interval": self._config.heartbeat_interval,
+                "protocol": PROTOCOL_VERSION,
             }
         )
 
@@ -168,19 +183,46 @@ class Handler:
         try:
             frame = parse_client_frame(data, max_body_chars=self._config.max_body_chars)
         except FrameError as exc:
-            conn.enqueue(error_frame(exc.code, exc.detail))
+            conn.enqueue(error_frame(exc.code, exc.detail, exc.room))
             return
+        try:
+            await self._handle_frame(conn, frame)
+        except FrameError as exc:
+            conn.enqueue(error_frame(exc.code, exc.detail, exc.room))
+
+    async def _handle_frame(self, conn: Connection, frame: ClientFrame) -> None:
+        """Act on one valid frame; raises `FrameError` to refuse it."""
         if isinstance(frame, ChatRequest):
             await self._publish_chat(conn, frame)
+        elif isinstance(frame, Subscribe):
+            await self._subscribe(conn, frame)
+        elif isinstance(frame, Unsubscribe):
+            if not self._hub.unsubscribe(conn, frame.room, "requested"):
+                raise FrameError(
+                    ErrorCode.NOT_SUBSCRIBED, "not subscribed to this room", frame.room
+                )
         elif isinstance(frame, Ping):
             conn.enqueue(frame.pong_frame)
         # A Pong needs nothing more: receiving it already reset the heartbeat deadline.
 
+    async def _subscribe(self, conn: Connection, request: Subscribe) -> None:
+        if request.room in conn.rooms:
+            raise FrameError(ErrorCode.INVALID_MESSAGE, "already subscribed", request.room)
+        limit = self._config.max_rooms_per_connection
+        if len(conn.rooms) >= limit:
+            raise FrameError(
+                ErrorCode.TOO_MANY_ROOMS, f"at most {limit} rooms per connection", request.room
+            )
+        await self._hub.subscribe(conn, request.room, request.since)
+
     async def _publish_chat(self, conn: Connection, request: ChatRequest) -> None:
+        room = conn.room if request.room is None else request.room
+        if room not in conn.rooms:
+            raise FrameError(ErrorCode.NOT_SUBSCRIBED, "subscribe to the room first", room)
         message = await self._hooks.on_message(
             conn,
             Message(
-                conn.room,
+                room,
                 conn.id,
                 conn.user_id,
                 body=request.body,
@@ -189,6 +231,15 @@ class Handler:
                 ts=now_ms(),
             ),
         )
-        if message is not None:
-            # Always the connection's own room, whatever the hook did: rooms stay isolated.
-            await self._broadcaster.publish(conn.room, message.encode())
+        if message is None:
+            return
+        # Always the room it was sent to, whatever the hook did: rooms stay isolated.
+        if message.type is not MessageType.CHAT:
+            await self._broadcaster.publish(room, message.encode())
+            return
+        sender = None if message.client_msg_id is None else (conn.user_id, message.client_msg_id)
+        # A retry is answered with the original, to this client alone; the
+        # receive loop goes on meanwhile instead of waiting for Redis.
+        await self._broadcaster.publish_chat(
+            room, message.encode(), sender=sender, on_duplicate=conn.enqueue
+        )

@@ -21,8 +21,11 @@ from typing import Any, Final
 __all__ = [
     "DEFAULT_ROOM",
     "MAX_CLIENT_MSG_ID",
+    "MAX_EPOCH_CHARS",
+    "MAX_SEQ",
     "NAME_PATTERN",
     "PING_FRAME",
+    "PROTOCOL_VERSION",
     "ChatRequest",
     "ClientFrame",
     "ErrorCode",
@@ -31,12 +34,21 @@ __all__ = [
     "MessageType",
     "Ping",
     "Pong",
+    "Since",
+    "Subscribe",
+    "Unsubscribe",
+    "as_duplicate",
     "encode",
     "error_frame",
+    "frame_seq",
     "is_valid_name",
     "new_message_id",
     "now_ms",
     "parse_client_frame",
+    "parse_since",
+    "subscribed_frame",
+    "unsubscribed_frame",
+    "with_seq",
 ]
 
 DEFAULT_ROOM: Final = "lobby"
@@ -45,6 +57,12 @@ DEFAULT_ROOM: Final = "lobby"
 NAME_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
 _NAME = re.compile(NAME_PATTERN)
 MAX_CLIENT_MSG_ID: Final = 64
+# An epoch is ours (see history.py), but a client echoes it back: anything
+# longer than this cannot be one, and is refused before it reaches Redis.
+MAX_EPOCH_CHARS: Final = 64
+PROTOCOL_VERSION: Final = 2
+# The largest `seq` a client may name: JavaScript's largest exact integer.
+MAX_SEQ: Final = 2**53 - 1
 
 
 class MessageType(StrEnum):
@@ -64,15 +82,19 @@ class ErrorCode(StrEnum):
     BODY_TOO_LONG = "body_too_long"
     RATE_LIMITED = "rate_limited"
     BINARY_NOT_SUPPORTED = "binary_not_supported"
+    INVALID_ROOM = "invalid_room"
+    NOT_SUBSCRIBED = "not_subscribed"
+    TOO_MANY_ROOMS = "too_many_rooms"
 
 
 class FrameError(Exception):
     """A client frame was refused; it is answered with an `error` frame."""
 
-    def __init__(self, code: ErrorCode, detail: str) -> None:
+    def __init__(self, code: ErrorCode, detail: str, room: str | None = None) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
+        self.room = room
 
 
 def is_valid_name(name: str) -> bool:
@@ -85,12 +107,64 @@ def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
-def error_frame(code: ErrorCode, detail: str) -> str:
-    """The `error` frame that refuses a client frame."""
-    return encode({"type": "error", "code": code.value, "detail": detail})
+def error_frame(code: ErrorCode, detail: str, room: str | None = None) -> str:
+    """The `error` frame that refuses a client frame (about `room`, if given)."""
+    frame: dict[str, Any] = {"type": "error", "code": code.value, "detail": detail}
+    if room is not None:
+        frame["room"] = room
+    return encode(frame)
 
 
 PING_FRAME: Final = encode({"type": "ping"})
+
+# A chat frame is encoded once, without `seq`, and starts with _CHAT_HEAD
+# (`Message.encode` puts `type` first); its `seq` is spliced in right after
+# it, where the publish script and `frame_seq` find it without parsing.
+_CHAT_HEAD: Final = '{"type":"chat",'
+_SEQ_HEAD: Final = '{"type":"chat","seq":'
+
+
+def with_seq(frame: str, seq: int) -> str:
+    """The chat `frame` (encoded without `seq`) with its `seq`."""
+    return f"{_SEQ_HEAD}{seq},{frame[len(_CHAT_HEAD) :]}"
+
+
+def frame_seq(frame: str) -> int | None:
+    """The `seq` of a chat frame made by `with_seq`; None for any other frame."""
+    if not frame.startswith(_SEQ_HEAD):
+        return None
+    return int(frame[len(_SEQ_HEAD) : frame.index(",", len(_SEQ_HEAD))])
+
+
+def as_duplicate(frame: str) -> str:
+    """A chat frame made by `with_seq`, marked `"duplicate":true` (a retry's answer)."""
+    end = frame.index(",", len(_SEQ_HEAD)) + 1
+    return f'{frame[:end]}"duplicate":true,{frame[end:]}'
+
+
+def subscribed_frame(
+    room: str,
+    epoch: str | None,
+    seq: int | None,
+    presence: dict[str, Any],
+    *,
+    recovered: bool | None = None,
+    reason: str | None = None,
+) -> str:
+    """The `subscribed` frame: `room` was joined at `seq` of `epoch`."""
+    frame: dict[str, Any] = {"type": "subscribed", "room": room, "epoch": epoch, "seq": seq}
+    if recovered is not None:
+        frame["recovered"] = recovered
+    if reason is not None:
+        frame["reason"] = reason
+    frame["presence"] = presence
+    return encode(frame)
+
+
+def unsubscribed_frame(room: str, reason: str) -> str:
+    """The `unsubscribed` frame: `room` was left, for `reason`."""
+    return encode({"type": "unsubscribed", "room": room, "reason": reason})
+
 
 _instance_prefix: Final = secrets.token_hex(6)
 _sequence = itertools.count()
@@ -144,10 +218,34 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """A client's `chat` frame, validated."""
+    """A client's `chat` frame, validated; `room` None means the path's room."""
 
     body: str
     client_msg_id: str | None = None
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Since:
+    """Where a recovering client left a room: the last `seq` it has, in `epoch`."""
+
+    epoch: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """A client's `subscribe` frame: join `room` on this socket, recovering from `since`."""
+
+    room: str
+    since: Since | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """A client's `unsubscribe` frame."""
+
+    room: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +260,7 @@ class Pong:
     """A client's answer to a heartbeat `ping`."""
 
 
-ClientFrame = ChatRequest | Ping | Pong
+ClientFrame = ChatRequest | Subscribe | Unsubscribe | Ping | Pong
 
 
 def _reject_constant(name: str) -> Any:
@@ -229,6 +327,10 @@ def parse_client_frame(text: str, *, max_body_chars: int) -> ClientFrame:
         return _parse_ping(obj)
     if kind == "pong":
         return Pong()
+    if kind == "subscribe":
+        return Subscribe(_parse_room(obj), _parse_since(obj.get("since")))
+    if kind == "unsubscribe":
+        return Unsubscribe(_parse_room(obj))
     if not isinstance(kind, str):
         raise FrameError(ErrorCode.INVALID_MESSAGE, "type must be a string")
     raise FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown type {kind[:64]!r}")
@@ -254,7 +356,48 @@ def _parse_chat(obj: dict[str, Any], max_body_chars: int) -> ChatRequest:
             ErrorCode.INVALID_MESSAGE,
             f"client_msg_id must be a string of at most {MAX_CLIENT_MSG_ID} characters",
         )
-    return ChatRequest(body, client_msg_id)
+    room = _parse_room(obj) if "room" in obj else None
+    return ChatRequest(body, client_msg_id, room)
+
+
+def _parse_room(obj: dict[str, Any]) -> str:
+    room = obj.get("room")
+    if not isinstance(room, str) or not is_valid_name(room):
+        raise FrameError(ErrorCode.INVALID_ROOM, "room must be 1 to 64 of A-Z a-z 0-9 . _ -")
+    return room
+
+
+def parse_since(epoch: Any, seq: Any) -> Since:
+    """A recovery position from a client (a `subscribe` frame or the query).
+
+    Raises `FrameError` (`invalid_message`) unless `epoch` is a string of at
+    most MAX_EPOCH_CHARS and `seq` an integer from 0 to MAX_SEQ (JSON's
+    `41.0` is one).
+    """
+    if isinstance(seq, float) and seq.is_integer():
+        seq = int(seq)
+    if (
+        not isinstance(epoch, str)
+        or len(epoch) > MAX_EPOCH_CHARS
+        or not _is_unicode(epoch)
+        or isinstance(seq, bool)
+        or not isinstance(seq, int)
+        or not 0 <= seq <= MAX_SEQ
+    ):
+        raise FrameError(
+            ErrorCode.INVALID_MESSAGE,
+            f"since must be {{epoch: a string of at most {MAX_EPOCH_CHARS} characters, "
+            f"seq: an integer from 0 to {MAX_SEQ}}}",
+        )
+    return Since(epoch, seq)
+
+
+def _parse_since(since: Any) -> Since | None:
+    if since is None:
+        return None
+    if not isinstance(since, dict):
+        raise FrameError(ErrorCode.INVALID_MESSAGE, "since must be an object or null")
+    return parse_since(since.get("epoch"), since.get("seq"))
 
 
 def _parse_ping(obj: dict[str, Any]) -> Ping:

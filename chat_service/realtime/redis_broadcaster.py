@@ -1,9 +1,13 @@
 """Fan-out between instances through Redis pub/sub (coredis, on trio).
 
-Every room has one channel, `{prefix}{room}`. A frame reaches local clients
-only when it comes back from Redis, so every instance delivers a room's
-frames in the one order Redis gives them. While Redis is unreachable the
-instance fans out to its own clients alone and keeps reconnecting.
+Every room has one channel, `<prefix>{<room>}`. What a batch holds for a
+room goes to Redis as one run of the publish script (`scripts/publish.lua`:
+seq, history, dedupe and PUBLISH in one atomic step), pipelined with the
+other rooms' runs. A frame reaches local clients only when it comes back
+from Redis, so every instance delivers a room's frames in the one order
+Redis gives them, which is the `seq` order. While Redis is unreachable the
+instance fans out to its own clients alone (chat without `seq`, not kept)
+and keeps reconnecting.
 """
 
 from __future__ import annotations
@@ -11,17 +15,35 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import coredis
 import trio
-from coredis.exceptions import RedisError
 from coredis.patterns.pubsub import PubSub
 from coredis.retry import NoRetryPolicy
 
 from .backoff import Backoff
-from .broadcaster import Broadcaster, Deliver
+from .broadcaster import (
+    Broadcaster,
+    Deliver,
+    EpochSeen,
+    OnDuplicate,
+    Published,
+    PublishFailed,
+    PublishOutcome,
+    Sender,
+)
+from .message import frame_seq, with_seq
+from .redis_history import (
+    PUBLISH_SCRIPT,
+    READ_SCRIPT,
+    REDIS_DOWN,
+    RedisHistory,
+    RedisSession,
+    RoomKeys,
+)
 
 __all__ = ["RedisBroadcaster"]
 
@@ -37,9 +59,10 @@ REDIS_TIMEOUT = 5.0
 # A skipped client's id travels in front of its frame. Frames are JSON
 # objects (they start with "{"), client ids are hex: one space separates.
 _SKIP_SEPARATOR = " "
-# What counts as "Redis is unavailable": coredis' own errors, its request
-# timeouts and socket errors. Anything else is a bug and ends the service.
-_REDIS_DOWN = (RedisError, TimeoutError, OSError)
+# Anything but REDIS_DOWN is a bug and ends the service.
+_REDIS_DOWN = REDIS_DOWN
+# The publish script's first line of a PUBLISHed message: the room's epoch.
+_EPOCH_MARK = "="
 
 
 # Payloads of one channel published together travel as one Redis message,
@@ -58,6 +81,22 @@ def _unwrap(payload: str) -> tuple[str, str | None]:
     return frame, skip
 
 
+@dataclass(slots=True)
+class _Queued:
+    """One payload waiting for the publisher: for a room (`room`), a chat
+    frame (with its `outcome`) or any other frame; or a flush marker."""
+
+    channel: str
+    payload: str
+    room: str | None = None
+    outcome: PublishOutcome | None = None
+    sender: Sender | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        return "" if self.sender is None else "\n".join(self.sender)
+
+
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     error: BaseException = group
     while isinstance(error, BaseExceptionGroup):
@@ -70,8 +109,9 @@ class RedisBroadcaster(Broadcaster):
 
     `run` keeps one session with Redis at a time: a connection for a
     publisher task that sends whatever frames have queued up as one
-    pipelined batch, and a subscribed connection whose frames go to
-    `deliver`. The instance subscribes to a room's channel only while the
+    pipelined batch (one publish script run per room), and a subscribed
+    connection whose frames go to `deliver`. `history` reads the rooms'
+    history through the same session. The instance subscribes to a room's channel only while the
     room has local members. When the session fails, `run` logs it once,
     delivers from then on straight to local members (publishing nothing of
     that later, so nothing is duplicated), and reconnects with backoff,
@@ -85,10 +125,19 @@ class RedisBroadcaster(Broadcaster):
         channel_prefix: str,
         reconnect_min: float,
         reconnect_max: float,
+        history_size: int,
+        history_ttl: int,
         queue_size: int = PUBLISH_QUEUE_SIZE,
     ) -> None:
         self._url = url
         self._prefix = channel_prefix
+        self._history_size = history_size
+        self._history_ttl = history_ttl
+        self.history = RedisHistory(
+            lambda: self._session, prefix=channel_prefix, size=history_size, ttl=history_ttl
+        )
+        """The rooms' sequence and history, read through this broadcaster's session."""
+        self._session: RedisSession | None = None
         self._backoff = Backoff(reconnect_min, reconnect_max)
         self._queue_size = queue_size
         instance = secrets.token_hex(8)
@@ -99,6 +148,7 @@ class RedisBroadcaster(Broadcaster):
         self.control_channel = f"{channel_prefix}#{instance}"
         """This instance's own channel, for flush() markers."""
         self._deliver: Deliver | None = None
+        self._epoch_seen: EpochSeen | None = None
         self._connected = False
         self._outage_logged = False
         # Rooms with local members -> the event subscribe() returned.
@@ -106,7 +156,7 @@ class RedisBroadcaster(Broadcaster):
         # Rooms subscribed on Redis in this session, and rooms to reconcile.
         self._active: set[str] = set()
         self._dirty: set[str] = set()
-        self._queue: deque[tuple[str, str]] = deque()
+        self._queue: deque[_Queued] = deque()
         self._flush_waiters: dict[str, trio.Event] = {}
         self._queue_filled = trio.lowlevel.ParkingLot()
         self._queue_space = trio.lowlevel.ParkingLot()
@@ -127,7 +177,11 @@ class RedisBroadcaster(Broadcaster):
             await self._state_changed.park()
 
     async def run(
-        self, deliver: Deliver, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        deliver: Deliver,
+        epoch_seen: EpochSeen | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until cancelled; see the class docstring.
 
@@ -136,6 +190,7 @@ class RedisBroadcaster(Broadcaster):
         closes every Redis connection before it returns.
         """
         self._deliver = deliver
+        self._epoch_seen = epoch_seen
         task_status.started()
         try:
             while True:
@@ -151,7 +206,21 @@ class RedisBroadcaster(Broadcaster):
             self._deliver = None
 
     async def publish(self, room: str, frame: str, *, skip: str | None = None) -> None:
-        await self._send(self._prefix + room, _wrap(frame, skip))
+        await self._send(_Queued(self._channel(room), _wrap(frame, skip), room))
+
+    async def publish_chat(
+        self,
+        room: str,
+        frame: str,
+        *,
+        sender: Sender | None = None,
+        on_duplicate: OnDuplicate | None = None,
+    ) -> PublishOutcome:
+        """See `Broadcaster.publish_chat`. While Redis is down the frame goes
+        to local members at once, without `seq`, and the outcome says so."""
+        outcome = PublishOutcome(on_duplicate)
+        await self._send(_Queued(self._channel(room), frame, room, outcome, sender))
+        return outcome
 
     async def flush(self) -> None:
         """See `Broadcaster.flush`: a marker goes to this instance's own
@@ -162,7 +231,7 @@ class RedisBroadcaster(Broadcaster):
         token = secrets.token_hex(8)
         arrived = self._flush_waiters[token] = trio.Event()
         try:
-            await self._send(self.control_channel, token)
+            await self._send(_Queued(self.control_channel, token))
             await arrived.wait()
         finally:
             del self._flush_waiters[token]
@@ -185,7 +254,7 @@ class RedisBroadcaster(Broadcaster):
             self._dirty.add(room)
             self._rooms_changed.unpark_all()
 
-    async def _send(self, channel: str, payload: str) -> None:
+    async def _send(self, queued: _Queued) -> None:
         """Queue one payload for the publisher, waiting while the queue is
         full; while Redis is down, hand it straight to local delivery.
         If cancelled, the payload was not queued."""
@@ -195,11 +264,18 @@ class RedisBroadcaster(Broadcaster):
         if self._deliver is None:
             raise trio.ClosedResourceError("the broadcaster is not running")
         if self._connected:
-            self._queue.append((channel, payload))
+            self._queue.append(queued)
             self._queue_filled.unpark()
         else:
-            self._dispatch(channel, payload)
+            self._deliver_unsent(queued)
         await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _deliver_unsent(self, queued: _Queued) -> None:
+        """Deliver what never reached Redis to local members only: a chat
+        frame without `seq` (its outcome says so), nothing kept."""
+        self._dispatch(queued.channel, queued.payload)
+        if queued.outcome is not None:
+            queued.outcome.resolve(Published(None, queued.payload))
 
     def _dispatch(self, channel: str, payload: str) -> None:
         """Hand a payload that came back from Redis (or never left, while
@@ -211,8 +287,12 @@ class RedisBroadcaster(Broadcaster):
                     arrived.set()
             return
         assert self._deliver is not None
-        room = channel[len(self._prefix) :]
+        room = channel[len(self._prefix) + 1 : -1]  # inside the hash tag's braces
         for part in payload.split(_PAYLOAD_SEPARATOR):
+            if part.startswith(_EPOCH_MARK):
+                if self._epoch_seen is not None:
+                    self._epoch_seen(room, part[len(_EPOCH_MARK) :])
+                continue
             frame, skip = _unwrap(part)
             self._deliver(room, frame, skip)
 
@@ -230,6 +310,11 @@ class RedisBroadcaster(Broadcaster):
         )
         async with client:
             await client.ping()
+            self._session = RedisSession(
+                client,
+                await client.script_load(PUBLISH_SCRIPT),
+                await client.script_load(READ_SCRIPT),
+            )
             try:
                 async with client.pubsub(
                     ignore_subscribe_messages=True,
@@ -274,36 +359,77 @@ class RedisBroadcaster(Broadcaster):
             )
             self._outage_logged = True
         self._connected = False
+        self._session = None
         self._active = set()
         self._dirty = set()
         unsent, self._queue = self._queue, deque()
         if self._deliver is not None:
-            for channel, payload in unsent:
-                self._dispatch(channel, payload)
+            for queued in unsent:
+                self._deliver_unsent(queued)
         for event in [*self._rooms.values(), *self._flush_waiters.values()]:
             event.set()
         self._queue_space.unpark_all()
         self._state_changed.unpark_all()
 
     def _channel(self, room: str) -> str:
-        return self._prefix + room
+        return RoomKeys.of(self._prefix, room).channel
 
     async def _publish_batches(self, client: coredis.Redis[Any]) -> None:
         """Send everything queued as one pipelined batch, again and again:
-        one PUBLISH per channel, its payloads joined by newlines in the
-        order they were queued, so a busy room costs every instance one
-        Redis message per batch rather than one per frame."""
+        one publish script run per room, its payloads in the order they
+        were queued (one PUBLISH, one Redis message per room per batch
+        rather than one per frame), and one PUBLISH for flush markers."""
         while True:
             while not self._queue:
                 await self._queue_filled.park()
             batch, self._queue = self._queue, deque()
             self._queue_space.unpark_all()
-            by_channel: dict[str, list[str]] = {}
-            for channel, payload in batch:
-                by_channel.setdefault(channel, []).append(payload)
-            async with client.pipeline(transaction=False) as pipe:
-                for channel, payloads in by_channel.items():
-                    pipe.publish(channel, _PAYLOAD_SEPARATOR.join(payloads))
+            try:
+                await self._publish_batch(client, batch)
+            except BaseException:
+                # Sent or not, nobody can tell: never published twice.
+                for queued in batch:
+                    if queued.outcome is not None:
+                        queued.outcome.resolve(PublishFailed("redis connection lost"))
+                raise
+
+    async def _publish_batch(self, client: coredis.Redis[Any], batch: deque[_Queued]) -> None:
+        by_room: dict[str, list[_Queued]] = {}
+        markers: list[str] = []
+        for queued in batch:
+            if queued.room is None:
+                markers.append(queued.payload)
+            else:
+                by_room.setdefault(queued.room, []).append(queued)
+        assert self._session is not None
+        sha = self._session.publish_sha
+        runs = []
+        async with client.pipeline(transaction=False) as pipe:
+            for room, entries in by_room.items():
+                keys = RoomKeys.of(self._prefix, room)
+                args: list[str | int] = [
+                    *self.history.state_args(),
+                    self._history_size,
+                    self._history_ttl,
+                ]
+                for queued in entries:
+                    is_chat = queued.outcome is not None
+                    args += ["c" if is_chat else "e", queued.payload, queued.dedupe_key]
+                runs.append((entries, pipe.evalsha(sha, [*keys.state, keys.channel], args)))
+            if markers:
+                pipe.publish(self.control_channel, _PAYLOAD_SEPARATOR.join(markers))
+        for entries, run in runs:
+            reply = await run
+            assert isinstance(reply, list | tuple)
+            results = reply[1:]
+            chats = (queued for queued in entries if queued.outcome is not None)
+            for queued, result in zip(chats, results, strict=True):
+                assert queued.outcome is not None
+                if isinstance(result, int):
+                    queued.outcome.resolve(Published(result, with_seq(queued.payload, result)))
+                else:
+                    original = str(result)
+                    queued.outcome.resolve(Published(frame_seq(original), original, True))
 
     async def _follow_rooms(self, pubsub: PubSub[Any]) -> None:
         """Subscribe and unsubscribe on Redis as rooms gain their first local

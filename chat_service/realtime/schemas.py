@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..config import Config
-from .message import MAX_CLIENT_MSG_ID, NAME_PATTERN, ErrorCode
+from .message import (
+    MAX_CLIENT_MSG_ID,
+    MAX_EPOCH_CHARS,
+    MAX_SEQ,
+    NAME_PATTERN,
+    PROTOCOL_VERSION,
+    ErrorCode,
+)
 
 __all__ = [
     "CLIENT_FRAMES",
@@ -47,10 +54,17 @@ ERROR_CODE_MEANINGS: Final[dict[ErrorCode, str]] = {
         "not a string; a `client_msg_id` that is not a string of at most "
         f"{MAX_CLIENT_MSG_ID} characters; a duplicate key; unpaired surrogates"
     ),
-    ErrorCode.UNKNOWN_TYPE: "`type` is a string other than `chat`, `ping` or `pong`",
+    ErrorCode.UNKNOWN_TYPE: (
+        "`type` is a string other than `chat`, `subscribe`, `unsubscribe`, `ping` or `pong`"
+    ),
     ErrorCode.BODY_TOO_LONG: "`body` is longer than MAX_BODY_CHARS characters",
     ErrorCode.RATE_LIMITED: "the client sent faster than the rate limit allows",
     ErrorCode.BINARY_NOT_SUPPORTED: "a binary frame: frames are JSON in text frames",
+    ErrorCode.INVALID_ROOM: "a `room` that is not 1 to 64 characters of A-Z a-z 0-9 . _ -",
+    ErrorCode.NOT_SUBSCRIBED: (
+        "a `chat` to, or an `unsubscribe` from, a room this socket is not subscribed to"
+    ),
+    ErrorCode.TOO_MANY_ROOMS: "a `subscribe` past MAX_ROOMS_PER_CONNECTION rooms",
 }
 
 
@@ -84,6 +98,47 @@ def _frame(kind: str, properties: Schema, *, optional: tuple[str, ...] = ()) -> 
 
 
 _TS: Final[Schema] = {"type": "integer", "description": "Unix time in milliseconds"}
+_EPOCH: Final[Schema] = {
+    "type": "string",
+    "maxLength": MAX_EPOCH_CHARS,
+    "description": "opaque; changes whenever the room's history and counter were lost",
+}
+_SEQ: Final[Schema] = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": MAX_SEQ,
+    "description": "the room's sequence number: 1, 2, 3, ... within one epoch",
+}
+_SINCE: Final[Schema] = {
+    "type": ["object", "null"],
+    "properties": {"epoch": _EPOCH, "seq": _SEQ},
+    "required": ["epoch", "seq"],
+    "description": (
+        "recover from here: the `epoch` and the last `seq` the client has of the room; "
+        "null is the same as leaving it out"
+    ),
+}
+_PRESENCE: Final[Schema] = {
+    "type": "object",
+    "properties": {
+        "users": {"type": "integer", "minimum": 0, "description": "distinct users in the room"},
+        "members": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "user_id": NAME_SCHEMA,
+                    "connections": {"type": "integer", "minimum": 1},
+                },
+                "required": ["user_id", "connections"],
+                "additionalProperties": False,
+            },
+            "description": "up to 100 of them, most connections first",
+        },
+    },
+    "required": ["users", "members"],
+    "additionalProperties": False,
+}
 _CLIENT_ID: Final[Schema] = {"type": "string", "description": "this connection's id"}
 
 
@@ -132,12 +187,43 @@ CLIENT_FRAMES: Final[tuple[FrameDoc, ...]] = (
                 "client_msg_id": {
                     "type": ["string", "null"],
                     "maxLength": MAX_CLIENT_MSG_ID,
-                    "description": "echoed in the `chat` frame; null is the same as leaving it out",
+                    "description": (
+                        "echoed in the `chat` frame; null is the same as leaving it out. A retry "
+                        "with the same id (same user, same room) is not published twice: the "
+                        "sender gets the original back with `duplicate: true`"
+                    ),
                 },
+                "room": NAME_SCHEMA
+                | {"description": "a room this socket is subscribed to (default: the path's)"},
             },
             "required": ["body"],
         },
-        example={"type": "chat", "body": "hello", "client_msg_id": "c-1"},
+        example={"type": "chat", "room": "general", "body": "hello", "client_msg_id": "c-1"},
+    ),
+    FrameDoc(
+        key="subscribe",
+        title="Subscribe",
+        summary=(
+            "Join another room on this socket (at most MAX_ROOMS_PER_CONNECTION): answered with "
+            "`subscribed`, then every message of the room; with `since`, first the ones missed."
+        ),
+        schema={
+            "type": "object",
+            "properties": {"type": {"const": "subscribe"}, "room": NAME_SCHEMA, "since": _SINCE},
+            "required": ["type", "room"],
+        },
+        example={"type": "subscribe", "room": "random", "since": {"epoch": "9c1e", "seq": 41}},
+    ),
+    FrameDoc(
+        key="unsubscribe",
+        title="Unsubscribe",
+        summary="Leave a room: answered with `unsubscribed`; no message of it follows.",
+        schema={
+            "type": "object",
+            "properties": {"type": {"const": "unsubscribe"}, "room": NAME_SCHEMA},
+            "required": ["type", "room"],
+        },
+        example={"type": "unsubscribe", "room": "random"},
     ),
     FrameDoc(
         key="clientPing",
@@ -174,8 +260,8 @@ SERVER_FRAMES: Final[tuple[FrameDoc, ...]] = (
         key="welcome",
         title="Welcome",
         summary=(
-            "The first frame after the upgrade, to this client alone; from then on it receives "
-            "every message of the room."
+            "The first frame after the upgrade, to this client alone; the path room's "
+            "`subscribed` follows at once."
         ),
         schema=_frame(
             "welcome",
@@ -188,6 +274,7 @@ SERVER_FRAMES: Final[tuple[FrameDoc, ...]] = (
                     "exclusiveMinimum": 0,
                     "description": "seconds between heartbeat pings",
                 },
+                "protocol": {"const": PROTOCOL_VERSION, "description": "the protocol version"},
             },
         ),
         example={
@@ -196,7 +283,62 @@ SERVER_FRAMES: Final[tuple[FrameDoc, ...]] = (
             "user_id": "alice",
             "room": "general",
             "heartbeat_interval": 25.0,
+            "protocol": PROTOCOL_VERSION,
         },
+    ),
+    FrameDoc(
+        key="subscribed",
+        title="Subscribed",
+        summary=(
+            "A room was joined (the path's room, or a `subscribe`); from then on the client "
+            "receives every message of the room. Again, with `recovered: false`, if the room's "
+            "history was lost while subscribed (a new epoch)."
+        ),
+        schema=_frame(
+            "subscribed",
+            {
+                "room": NAME_SCHEMA,
+                "epoch": _EPOCH | {"type": ["string", "null"]},
+                "seq": _SEQ
+                | {
+                    "type": ["integer", "null"],
+                    "description": (
+                        "the room's latest seq at that moment; epoch and seq are null while the "
+                        "history cannot be read (Redis down)"
+                    ),
+                },
+                "recovered": {
+                    "type": "boolean",
+                    "description": (
+                        "only when `since` was given: true when every message after it follows"
+                    ),
+                },
+                "reason": {
+                    "enum": ["epoch_changed", "too_old", "history_off", "unavailable"],
+                    "description": "why recovered is false",
+                },
+                "presence": _PRESENCE,
+            },
+            optional=("recovered", "reason"),
+        ),
+        example={
+            "type": "subscribed",
+            "room": "general",
+            "epoch": "3b9d0c4e5f6a7b8c",
+            "seq": 42,
+            "recovered": True,
+            "presence": {"users": 1, "members": [{"user_id": "alice", "connections": 1}]},
+        },
+    ),
+    FrameDoc(
+        key="unsubscribed",
+        title="Unsubscribed",
+        summary="A room was left; no message of it follows.",
+        schema=_frame(
+            "unsubscribed",
+            {"room": NAME_SCHEMA, "reason": {"enum": ["requested", "forbidden"]}},
+        ),
+        example={"type": "unsubscribed", "room": "random", "reason": "requested"},
     ),
     FrameDoc(
         key="chat",
@@ -209,6 +351,13 @@ SERVER_FRAMES: Final[tuple[FrameDoc, ...]] = (
             "chat",
             {
                 "id": {"type": "string", "description": "unique across the cluster"},
+                "seq": _SEQ
+                | {
+                    "description": (
+                        "the room's sequence number; absent while Redis is down (delivered to "
+                        "this instance's members only, not in history): do not count it"
+                    )
+                },
                 "room": NAME_SCHEMA,
                 "client_id": {"type": "string", "description": "the sender's connection"},
                 "user_id": NAME_SCHEMA,
@@ -219,11 +368,16 @@ SERVER_FRAMES: Final[tuple[FrameDoc, ...]] = (
                     "maxLength": MAX_CLIENT_MSG_ID,
                     "description": "only when the sender gave one",
                 },
+                "duplicate": {
+                    "const": True,
+                    "description": "to the sender alone: a retry's answer, the original message",
+                },
             },
-            optional=("client_msg_id",),
+            optional=("seq", "client_msg_id", "duplicate"),
         ),
         example={
             "type": "chat",
+            "seq": 42,
             "id": "3fa4c1e07b2d-2a",
             "room": "general",
             "client_id": "9f86d081884c7d65",
@@ -268,7 +422,9 @@ SERVER_FRAMES: Final[tuple[FrameDoc, ...]] = (
                     ]
                 },
                 "detail": {"type": "string", "description": "for people"},
+                "room": NAME_SCHEMA | {"description": "the room the refused frame was about"},
             },
+            optional=("room",),
         ),
         example={
             "type": "error",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -24,13 +23,15 @@ from chat_service.realtime.message import encode
 from chat_service.realtime.redis_broadcaster import RedisBroadcaster
 
 from ..conftest import StartRedis, StartServer, start_server_in
-from ..helpers import WAIT, Client, RunningServer, connect
+from ..helpers import WAIT, Client, connect
 from ..redis_helpers import (
     broadcaster,
     chat_bodies,
     clients_named,
+    fence,
     redis_client,
     start_instances,
+    subscribers,
     tcp_url,
 )
 
@@ -105,28 +106,6 @@ async def test_every_client_everywhere_sees_one_order(
         assert mine == [f"{index}:{n}" for n in range(per_sender)], "a sender's order changed"
 
 
-async def _subscribers(redis: RedisExecutor, room: str) -> int:
-    async with redis_client(redis) as client:
-        counts = await client.pubsub_numsub(f"chat:room:{room}")
-    return int(counts[f"chat:room:{room}"])
-
-
-async def _fence(server: RunningServer, nursery: trio.Nursery) -> None:
-    """Return once `server` has sent Redis every SUBSCRIBE/UNSUBSCRIBE it
-    owed so far: it (un)subscribes in order on one connection, and a client
-    joining a new room gets its welcome only after that room's SUBSCRIBE."""
-    entered = trio.Event()
-
-    async def join_new_room() -> None:
-        async with connect(server.url(f"fence-{secrets.token_hex(4)}")):
-            entered.set()
-            await trio.sleep_forever()
-
-    nursery.start_soon(join_new_room)
-    with trio.fail_after(WAIT):
-        await entered.wait()
-
-
 async def test_subscriptions_follow_local_membership(
     start_server: StartServer, redis_server: RedisExecutor, nursery: trio.Nursery
 ) -> None:
@@ -136,19 +115,19 @@ async def test_subscriptions_follow_local_membership(
             broadcaster(a).control_channel,
             broadcaster(b).control_channel,
         }
-    assert await _subscribers(redis_server, "x") == 0
+    assert await subscribers(redis_server, "x") == 0
 
     async with connect(b.url("x")) as witness:
         async with connect(a.url("x")):
-            assert await _subscribers(redis_server, "x") == 2
+            assert await subscribers(redis_server, "x") == 2
             async with connect(a.url("x")):
-                assert await _subscribers(redis_server, "x") == 2
+                assert await subscribers(redis_server, "x") == 2
             await witness.receive_type("leave")
-            await _fence(a, nursery)
-            assert await _subscribers(redis_server, "x") == 2, "a still has a member in x"
+            await fence(a, nursery)
+            assert await subscribers(redis_server, "x") == 2, "a still has a member in x"
         await witness.receive_type("leave")
-        await _fence(a, nursery)
-        assert await _subscribers(redis_server, "x") == 1, "a kept x without members"
+        await fence(a, nursery)
+        assert await subscribers(redis_server, "x") == 1, "a kept x without members"
 
 
 async def test_flush_returns_once_published_frames_came_back(
@@ -238,7 +217,12 @@ async def test_frames_queued_together_travel_as_one_redis_message_per_room(
     redis_server: RedisExecutor, nursery: trio.Nursery
 ) -> None:
     fanout = RedisBroadcaster(
-        tcp_url(redis_server), channel_prefix="chat:room:", reconnect_min=0.01, reconnect_max=0.1
+        tcp_url(redis_server),
+        channel_prefix="chat:room:",
+        reconnect_min=0.01,
+        reconnect_max=0.1,
+        history_size=100,
+        history_ttl=60,
     )
     delivered: list[tuple[str, str, str | None]] = []
     await nursery.start(fanout.run, lambda room, frame, skip: delivered.append((room, frame, skip)))
@@ -246,7 +230,7 @@ async def test_frames_queued_together_travel_as_one_redis_message_per_room(
         encode({"type": "chat", "body": b}) for b in "first r1 r2 r3 s1".split()
     )
     async with redis_client(redis_server) as watcher, watcher.pubsub() as seen:
-        await seen.subscribe("chat:room:r")
+        await seen.subscribe("chat:room:{r}")
         with trio.fail_after(WAIT):
             await fanout.wait_connected()
             await fanout.subscribe("r").wait()
@@ -267,7 +251,11 @@ async def test_frames_queued_together_travel_as_one_redis_message_per_room(
         with trio.fail_after(WAIT):
             await fanout.flush()
             messages = [await _next_message(seen) for _ in range(2)]
-    assert messages == [first, f"{r1}\nc1 {r2}\n{r3}"]  # the queued three as one message
+    # Each batch is one run of the publish script: the room's epoch, then its frames.
+    epochs, bodies = zip(*(message.split("\n", 1) for message in messages), strict=True)
+    assert epochs[0] == epochs[1]
+    assert epochs[0].startswith("=")
+    assert list(bodies) == [first, f"{r1}\nc1 {r2}\n{r3}"]  # the queued three as one message
     assert [d for d in delivered if d[0] == "r"] == [
         ("r", first, None),
         ("r", r1, None),

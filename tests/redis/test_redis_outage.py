@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from typing import Any
 
 import port_for
 import pytest
@@ -29,7 +30,13 @@ from ..redis_helpers import (
 )
 
 OUTAGE_LOG = "redis unavailable"
-BROADCASTER_SETTINGS = {"channel_prefix": "chat:room:", "reconnect_min": 0.01, "reconnect_max": 0.1}
+BROADCASTER_SETTINGS: dict[str, Any] = {
+    "channel_prefix": "chat:room:",
+    "reconnect_min": 0.01,
+    "reconnect_max": 0.1,
+    "history_size": 100,
+    "history_ttl": 60,
+}
 
 
 async def test_sigkilled_redis_degrades_to_local_then_recovers_without_duplicates(
@@ -54,7 +61,9 @@ async def test_sigkilled_redis_degrades_to_local_then_recovers_without_duplicate
         # Meanwhile each instance still serves its own clients.
         await alice.send({"body": "during"})
         for client in (alice, anna):
-            assert (await client.receive_type("chat"))["body"] == "during"
+            during = await client.receive_type("chat")
+            assert during["body"] == "during"
+            assert "seq" not in during, "no seq can be given while Redis is down"
         # A room that got its first member during the outage.
         async with connect(b.url("fresh")):
             await trio.to_thread.run_sync(redis_server.start)  # same port
@@ -65,13 +74,18 @@ async def test_sigkilled_redis_degrades_to_local_then_recovers_without_duplicate
             # Each instance resubscribed exactly the rooms it has members in.
             async with redis_client(redis_server) as redis:
                 channels = set(await redis.pubsub_channels("chat:room:*"))
-                assert await redis.pubsub_numsub("chat:room:r") == {"chat:room:r": 2}
+                assert await redis.pubsub_numsub("chat:room:{r}") == {"chat:room:{r}": 2}
             controls = {broadcaster(a).control_channel, broadcaster(b).control_channel}
-            assert channels == {"chat:room:r", "chat:room:fresh"} | controls
+            assert channels == {"chat:room:{r}", "chat:room:{fresh}"} | controls
 
         await alice.send({"body": "after-a"})
         await bob.send({"body": "after-b"})
         clients = {"alice": alice, "anna": anna, "bob": bob}
+        for client in clients.values():
+            # Redis came back empty: the room's count began again, in a new epoch.
+            renewed = await client.receive_type("subscribed")
+            assert renewed["epoch"] != client.subscribed["epoch"]
+            assert (renewed["seq"], renewed["recovered"]) == (0, False)
         received = {
             name: [await client.receive_type("chat"), await client.receive_type("chat")]
             for name, client in clients.items()
@@ -86,6 +100,7 @@ async def test_sigkilled_redis_degrades_to_local_then_recovers_without_duplicate
     assert sorted(bodies["alice"]) == ["after-a", "after-b"]
     assert bodies["anna"] == bodies["alice"]
     assert bodies["bob"] == bodies["alice"], "one order, no duplicates, after the outage"
+    assert [frame["seq"] for frame in received["bob"]] == [1, 2]
     # Each instance logged the outage once, however many reconnects failed.
     outages = [r for r in caplog.records if r.getMessage().startswith(OUTAGE_LOG)]
     assert len(outages) == 2, [r.getMessage() for r in outages]
@@ -100,6 +115,8 @@ async def test_unreachable_redis_at_start_serves_locally_and_keeps_trying(
     with trio.fail_after(WAIT):
         await broadcaster(server).flush()  # nothing in flight while Redis is down
     async with connect(server.url("r")) as alice, connect(server.url("r")) as bob:
+        # Subscribed without a position: the history cannot be read.
+        assert (alice.subscribed["epoch"], alice.subscribed["seq"]) == (None, None)
         await alice.send({"body": "local"})
         for client in (alice, bob):
             assert (await client.receive_type("chat"))["body"] == "local"
@@ -112,7 +129,11 @@ async def test_unreachable_redis_at_start_serves_locally_and_keeps_trying(
         async with connect(other.url("r")) as carol:
             await carol.send({"body": "across"})
             for client in (alice, bob):
-                assert (await client.receive_type("chat"))["body"] == "across"
+                # Told the room's position before its first message with a seq.
+                renewed = await client.receive_type("subscribed")
+                assert (renewed["epoch"], renewed["seq"]) == (carol.subscribed["epoch"], 0)
+                across = await client.receive_type("chat")
+                assert (across["body"], across["seq"]) == ("across", 1)
 
 
 async def test_full_publish_queue_makes_publishers_wait(

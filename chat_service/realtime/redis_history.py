@@ -1,0 +1,139 @@
+"""A room's sequence and history in Redis: the key names, the Lua scripts
+that write and read them atomically, and `RedisHistory`, the read side.
+
+Every key of a room carries the room's hash tag, `<prefix>{<room>}`, which
+is also the room's channel, so one script touches one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import coredis
+from coredis.exceptions import RedisError
+
+from .history import (
+    COUNTER_TTL_MIN,
+    History,
+    HistoryUnavailable,
+    Page,
+    Position,
+    Start,
+    new_epoch,
+    recover,
+)
+from .message import Since
+
+__all__ = [
+    "PUBLISH_SCRIPT",
+    "READ_SCRIPT",
+    "REDIS_DOWN",
+    "RedisHistory",
+    "RedisSession",
+    "RoomKeys",
+]
+
+# What counts as "Redis is unavailable": coredis' own errors, its request
+# timeouts and socket errors. Anything else is a bug.
+REDIS_DOWN = (RedisError, TimeoutError, OSError)
+
+
+def _script(name: str) -> str:
+    """A script of `scripts/`, behind the shared prelude (room_state.lua)."""
+    folder = resources.files(__package__) / "scripts"
+    return (folder / "room_state.lua").read_text() + (folder / name).read_text()
+
+
+PUBLISH_SCRIPT = _script("publish.lua")
+READ_SCRIPT = _script("read.lua")
+
+
+@dataclass(frozen=True, slots=True)
+class RoomKeys:
+    """A room's channel and keys, all under its hash tag."""
+
+    channel: str
+    seq: str
+    epoch: str
+    history: str
+    dedupe: str
+
+    @classmethod
+    def of(cls, prefix: str, room: str) -> RoomKeys:
+        tag = f"{prefix}{{{room}}}"
+        return cls(tag, f"{tag}:seq", f"{tag}:epoch", f"{tag}:history", f"{tag}:dedupe")
+
+    @property
+    def state(self) -> list[str]:
+        """The KEYS of the scripts' shared prelude, in order."""
+        return [self.seq, self.epoch, self.history, self.dedupe]
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSession:
+    """A live connection to Redis with the scripts loaded (their SHA1s)."""
+
+    client: coredis.Redis[Any]
+    publish_sha: str
+    read_sha: str
+
+
+class RedisHistory(History):
+    """Reads what the publish script wrote, through the broadcaster's
+    current session (`session()`; None while Redis is down)."""
+
+    def __init__(
+        self,
+        session: Callable[[], RedisSession | None],
+        *,
+        prefix: str,
+        size: int,
+        ttl: int,
+    ) -> None:
+        self._session = session
+        self._prefix = prefix
+        self._size = size
+        self._ttl = ttl
+
+    def state_args(self) -> list[str | int]:
+        """ARGV 1-2 of every script: a fresh epoch, the counter's TTL."""
+        return [new_epoch(), max(self._ttl, COUNTER_TTL_MIN)]
+
+    async def start(self, room: str, since: Since | None) -> Start:
+        after = "" if since is None else str(since.seq)
+        count = 0 if since is None else self._size
+        epoch, seq, frames = await self._read(room, "after", after, count)
+        return recover(Position(epoch, seq), since, frames, enabled=self._ttl > 0)
+
+    async def page(self, room: str, before: int | None, limit: int) -> Page:
+        if before is not None and before <= 1:
+            epoch, _, _ = await self._read(room, "after", "", 0)
+            return Page(epoch, [], False)
+        mark = "" if before is None else str(before)
+        epoch, _, frames = await self._read(room, "before", mark, limit + 1)
+        return Page(epoch, frames[:limit][::-1], len(frames) > limit)
+
+    async def _read(
+        self, room: str, mode: str, mark: str, count: int
+    ) -> tuple[str, int, list[str]]:
+        """Run read.lua. Raises HistoryUnavailable if Redis is down or fails."""
+        session = self._session()
+        if session is None:
+            raise HistoryUnavailable("redis_unavailable")
+        if mode == "after" and not mark:
+            mode = "position"
+        keys = RoomKeys.of(self._prefix, room)
+        try:
+            result = await session.client.evalsha(
+                session.read_sha,
+                keys=keys.state,
+                args=[*self.state_args(), self._ttl, mode, mark, count],
+            )
+        except REDIS_DOWN as exc:
+            raise HistoryUnavailable(str(exc)) from None
+        assert isinstance(result, list | tuple)
+        epoch, seq, *frames = result
+        return str(epoch), int(seq), [str(frame) for frame in frames]
