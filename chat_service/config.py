@@ -127,12 +127,12 @@ def _check_coredis_accepts(url: str) -> None:
 
 
 def _redis_cluster_url(raw: str) -> str:
-    """`redis://host:port[,host:port...]` (or rediss://): the cluster's seed nodes."""
+    """`redis://[user:password@]host:port[,host:port...]`: the cluster's seed nodes."""
     url = raw.strip()
     if not url:
         return ""
-    if url.partition("://")[0] not in ("redis", "rediss"):
-        raise ValueError("must start with redis:// or rediss://")
+    if url.partition("://")[0] != "redis":
+        raise ValueError("must start with redis:// (TLS to a cluster is not supported)")
     for host, port in _seed_parts(url):
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"seed {host}:{port} is not host:port")

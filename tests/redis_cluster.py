@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import port_for
+import trio
+from coredis._utils import hash_slot
 
 # A cluster forms in well under a second on loopback; a loaded CI machine
 # gets far more, and a hang still fails in bounded time.
@@ -42,7 +44,7 @@ def _wait_for(condition: str, check: object, timeout: float = FORM_TIMEOUT) -> N
         time.sleep(_POLL)
 
 
-@dataclass
+@dataclass(eq=False)  # a node is itself: hashable by identity
 class ClusterNode:
     port: int
     directory: Path
@@ -98,20 +100,29 @@ class RedisClusterProcesses:
     def live(self) -> list[ClusterNode]:
         return [node for node in self.nodes if node.process is not None]
 
-    def master_of(self, key: str) -> ClusterNode:
-        """The node that owns `key`'s slot now (its hash tag decides)."""
-        for node in self.live():
-            answer = _redis_cli("cluster", "keyslot", key, port=node.port).strip()
-            slot = int(answer)
-            for line in _redis_cli("cluster", "nodes", port=node.port).splitlines():
-                parts = line.split()
-                if "master" not in parts[2] or "fail" in parts[2]:
-                    continue
-                for ranges in parts[8:]:
-                    low, _, high = ranges.partition("-")
-                    if low.isdigit() and int(low) <= slot <= int(high or low):
-                        port = int(parts[1].split("@", 1)[0].rsplit(":", 1)[1])
-                        return next(n for n in self.nodes if n.port == port)
+    def slot_owners(self) -> list[tuple[int, int, ClusterNode]]:
+        """(first slot, last slot, master) for every slot range, as a live node sees it."""
+        owners = []
+        for line in _redis_cli("cluster", "nodes", port=self.live()[0].port).splitlines():
+            _node_id, address, flags, *rest = line.split()
+            if "master" not in flags or "fail" in flags:
+                continue
+            port = int(address.split("@", 1)[0].rsplit(":", 1)[1])
+            node = next(n for n in self.nodes if n.port == port)
+            for ranges in rest[5:]:
+                low, _, high = ranges.partition("-")
+                if low.isdigit():
+                    owners.append((int(low), int(high or low), node))
+        return owners
+
+    def master_of(
+        self, key: str, owners: list[tuple[int, int, ClusterNode]] | None = None
+    ) -> ClusterNode:
+        """The master that owns `key`'s slot now (its hash tag decides)."""
+        slot = hash_slot(key.encode())
+        for low, high, node in owners or self.slot_owners():
+            if low <= slot <= high:
+                return node
         raise LookupError(f"no live master owns {key!r}")
 
     def wait_ok(self) -> None:
@@ -149,3 +160,23 @@ def redis_cluster(directory: Path, *, masters: int = 3) -> Iterator[RedisCluster
     finally:
         for node in cluster.nodes:
             node.stop()
+
+
+async def cluster_cli(port: int, *args: str) -> str:
+    """redis-cli against one node, from a trio test."""
+    done = await trio.run_process(
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args], capture_stdout=True
+    )
+    return done.stdout.decode()
+
+
+def rooms_on_every_shard(cluster: RedisClusterProcesses, count: int = 3) -> list[str]:
+    """`count` room names whose hash tags live on `count` different masters."""
+    rooms: dict[int, str] = {}
+    owners = cluster.slot_owners()
+    for n in range(1000):
+        room = f"room{n}"
+        rooms.setdefault(cluster.master_of(f"{{{room}}}", owners).port, room)
+        if len(rooms) == count:
+            return list(rooms.values())
+    raise LookupError("no rooms found on every shard")
