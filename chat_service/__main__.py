@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -26,6 +27,9 @@ log = logging.getLogger("chat_service")
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 _SIGNAL_EXIT_BASE = 128
+# Descriptors besides the clients' sockets: the listening socket, Redis
+# connections, stdio, and sockets of clients being accepted or closed.
+FD_HEADROOM = 100
 
 
 async def _watch_signals(signals: AsyncIterator[int], first: trio.Event) -> None:
@@ -68,6 +72,21 @@ def run(config: Config, runtime: ChatRuntime | None = None) -> int:
     return 0
 
 
+def warn_if_few_file_descriptors(max_connections: int) -> None:
+    """Log one warning if the process may open fewer files than
+    MAX_CONNECTIONS clients need (one socket each, plus FD_HEADROOM)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max_connections + FD_HEADROOM
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "file descriptor limit %d is below MAX_CONNECTIONS + %d = %d: raise it"
+            " (systemd LimitNOFILE, ulimit -n): no client is accepted while it is reached",
+            soft,
+            FD_HEADROOM,
+            needed,
+        )
+
+
 def main() -> int:
     """Load the configuration and serve until SIGTERM or SIGINT.
 
@@ -89,6 +108,7 @@ def main() -> int:
         # the Redis broadcaster already logs an outage once, in our words.
         logging.getLogger("coredis").setLevel(logging.WARNING)
     log.info("starting host=%s port=%s redis=%s", config.host, config.port, bool(config.redis_url))
+    warn_if_few_file_descriptors(config.max_connections)
     tune_gc()
     return run(config)
 

@@ -21,6 +21,9 @@ _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 # RFC 7518 section 3.2: an HS256 key must be at least as long as the hash.
 _MIN_SECRET_BYTES = 32
+# The largest TCP_KEEPIDLE Linux accepts (MAX_TCP_KEEPIDLE); TCP_USER_TIMEOUT
+# shares the bound here, which keeps its milliseconds within a C int.
+_MAX_TCP_SECONDS = 32767
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -75,6 +78,14 @@ def _non_negative_float(raw: str) -> float:
     value = _float(raw)
     if not value >= 0 or value == float("inf"):
         raise ValueError("must be zero or a positive number")
+    return value
+
+
+def _tcp_seconds(raw: str) -> int:
+    """Whole seconds for a TCP socket option: Linux takes at most 32767."""
+    value = _non_negative_int(raw)
+    if value > _MAX_TCP_SECONDS:
+        raise ValueError(f"must be at most {_MAX_TCP_SECONDS}")
     return value
 
 
@@ -155,6 +166,17 @@ def _channel_prefix(raw: str) -> str:
     return raw
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    """Comma-separated origins (`scheme://host[:port]`), lower-cased as
+    browsers send them; empty: any origin."""
+    origins = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ValueError(f"{origin!r} is not an origin like https://chat.example.com")
+    return origins
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -225,6 +247,19 @@ class Config:
     # HTTP connection): long enough for a slow mobile link, short enough that
     # silent sockets cannot pile up.
     handshake_timeout: float = _env("HANDSHAKE_TIMEOUT", _positive_float, 10.0)
+    # permessage-deflate per client defeats encoding a frame once per room
+    # and costs memory per connection: off unless asked for (protocol v2).
+    ws_compression: bool = _env("WS_COMPRESSION", _boolean, False)
+    # Seconds the kernel lets sent data go unacknowledged, or a peer's window
+    # stay closed, before it resets the connection (0: its default, minutes
+    # or never): a peer that stops reading or vanishes gives back its socket
+    # and slot within 20 s, and a phone on a bad link has that long to recover.
+    tcp_user_timeout: int = _env("TCP_USER_TIMEOUT", _tcp_seconds, 20)
+    # Seconds of silence before TCP keepalive probes (0: none): finds peers
+    # that vanished while nothing was being sent.
+    # Origins a browser's upgrade may come from (protocol v2); empty: any.
+    allowed_origins: tuple[str, ...] = _env("ALLOWED_ORIGINS", _origins, ())
+    tcp_keepalive_idle: int = _env("TCP_KEEPALIVE_IDLE", _tcp_seconds, 10)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Config:

@@ -14,6 +14,7 @@ from .realtime.capacity import Capacity
 from .realtime.history import History, MemoryHistory
 from .realtime.redis_broadcaster import RedisBroadcaster
 from .realtime.redis_cluster_broadcaster import RedisClusterBroadcaster
+from .task_count import TaskCounter
 
 __all__ = ["ChatRuntime", "make_broadcaster"]
 
@@ -72,6 +73,7 @@ class ChatRuntime:
         self.handler_config = handler_config
         self.handler = Handler(self.hub, handler_config, config)
         self.draining = False
+        self.tasks = TaskCounter()
         self._started = False
 
     def unready_reason(self) -> str | None:
@@ -85,10 +87,12 @@ class ChatRuntime:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the broadcaster and the hub until cancelled.
 
-        Reports `started()` once both have started. An exception in either
+        Reports `started()` once both have started; while it runs, `tasks`
+        counts the process's live tasks. An exception in either
         ends this task (and with it the service): they are never restarted
         half-alive. Cancellation stops both and closes their connections.
         """
+        trio.lowlevel.add_instrument(self.tasks)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.broadcaster.run, self.hub.deliver, self.hub.epoch_seen)
@@ -97,3 +101,4 @@ class ChatRuntime:
                 task_status.started()
         finally:
             self._started = False
+            trio.lowlevel.remove_instrument(self.tasks)

@@ -9,15 +9,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from quart_trio import QuartTrio
 
 from .app import create_app
 from .config import Config
+from .hypercorn_serving import ServingConfig, serve_http
 from .realtime.close_codes import CloseCode
 from .realtime.handler import CLOSE_TIMEOUT
 from .runtime import ChatRuntime
-from .transport import serve_http
 
 __all__ = ["DrainReport", "drain", "hypercorn_config", "serve"]
 
@@ -33,9 +32,10 @@ LISTEN_BACKLOG = 1024
 GOING_AWAY_REASON = "server shutting down: reconnect"
 
 
-def hypercorn_config(config: Config) -> HypercornConfig:
-    """Hypercorn's settings for `config`: bind address, size limits, timeouts."""
-    hyper = HypercornConfig()
+def hypercorn_config(config: Config) -> ServingConfig:
+    """Hypercorn's settings for `config`: bind address, size limits, timeouts,
+    compression, the kernel's bounds on dead peers."""
+    hyper = ServingConfig()
     host = f"[{config.host}]" if ":" in config.host else config.host
     hyper.bind = [f"{host}:{config.port}"]
     hyper.backlog = LISTEN_BACKLOG
@@ -48,6 +48,11 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     # The last part of the grace period, after our drain: what is left then
     # (an HTTP request in flight, a client that stopped reading) is ended.
     hyper.graceful_timeout = _closing_allowance(config.shutdown_grace_seconds)
+    hyper.websocket_compression = config.ws_compression
+    hyper.tcp_user_timeout = config.tcp_user_timeout
+    hyper.tcp_keepalive_idle = config.tcp_keepalive_idle
+    # HTTP/1.1 only, also under TLS: HTTP/2 is not served (README "Limits").
+    hyper.alpn_protocols = ["http/1.1"]
     hyper.accesslog = None
     hyper.errorlog = logging.getLogger("hypercorn.error")
     return hyper
@@ -146,7 +151,7 @@ async def serve(
 
 async def _serve_http(
     app: QuartTrio,
-    hyper: HypercornConfig,
+    hyper: ServingConfig,
     shutdown_trigger: Callable[[], Awaitable[None]],
     runtime_scope: trio.CancelScope,
     *,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,6 +28,7 @@ class RawWebSocket:
     def __init__(self, stream: trio.SocketStream, buffered: bytes) -> None:
         self.stream = stream
         self.bytes_received = 0
+        self.response_head = ""
         self._buffer = bytearray(buffered)
 
     async def send_frame(self, opcode: int, payload: bytes) -> None:
@@ -73,6 +75,17 @@ class RawWebSocket:
         return None
 
 
+# What every browser offers (RFC 7692).
+DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+
+
+def deflated(payload: bytes, window_bits: int = 10) -> bytes:
+    """`payload` compressed as one permessage-deflate message (RFC 7692 7.2.1)."""
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -window_bits)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return data[:-4]
+
+
 def upgrade_request(path: str = "/api/chat-api/ws/fuzz", headers: str = UPGRADE_HEADERS) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: test\r\n{headers}\r\n".encode("latin-1")
 
@@ -84,10 +97,12 @@ def ws_frame(
     masked: bool = True,
     fin: bool = True,
     length: int | None = None,
+    rsv1: bool = False,
 ) -> bytes:
-    """One WebSocket frame; `length` overrides the announced payload length."""
+    """One WebSocket frame; `length` overrides the announced payload length;
+    `rsv1` marks it compressed (permessage-deflate)."""
     size = len(payload) if length is None else length
-    head = bytes([(0x80 if fin else 0) | opcode])
+    head = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
     mask_bit = 0x80 if masked else 0
     if size < 126:
         head += bytes([mask_bit | size])
@@ -127,11 +142,12 @@ async def read_until(stream: trio.SocketStream, marker: bytes) -> bytes:
 
 @asynccontextmanager
 async def raw_websocket(
-    port: int, path: str, *, receive_buffer: int | None = None
+    port: int, path: str, *, receive_buffer: int | None = None, extra_headers: str = ""
 ) -> AsyncIterator[RawWebSocket]:
     """An upgraded raw WebSocket to `path`; `receive_buffer` shrinks the
     socket's kernel receive buffer (SO_RCVBUF) so a client that stops
-    reading pushes back on the server quickly."""
+    reading pushes back on the server quickly. The 101's headers are in
+    `RawWebSocket.response_head`."""
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
     if receive_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
@@ -140,11 +156,13 @@ async def raw_websocket(
     async with trio.SocketStream(sock) as stream:
         data = b""
         with trio.fail_after(WAIT):
-            await stream.send_all(upgrade_request(path))
+            await stream.send_all(upgrade_request(path, UPGRADE_HEADERS + extra_headers))
             while b"\r\n\r\n" not in data:
                 chunk = await stream.receive_some(65536)
                 assert chunk, "the server closed during the upgrade"
                 data += chunk
         head, _, rest = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101"), head
-        yield RawWebSocket(stream, rest)
+        raw = RawWebSocket(stream, rest)
+        raw.response_head = head.decode("latin-1")
+        yield raw

@@ -104,11 +104,35 @@ class ServerProcess:
 
     def rss_bytes(self) -> int:
         """The process's resident set size now (VmRSS)."""
+        return self._status_bytes("VmRSS")
+
+    def peak_rss_bytes(self) -> int:
+        """The largest resident set size the process has had (VmHWM)."""
+        return self._status_bytes("VmHWM")
+
+    def _status_bytes(self, field: str) -> int:
         with open(f"/proc/{self.pid}/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS in /proc status")
+        raise AssertionError(f"no {field} in /proc status")
+
+    async def settled(self, tasks: int, fds: int | None = None) -> dict[str, int]:
+        """The service's task and fd counts once they are back to `tasks` (and
+        at most `fds`, if given).
+
+        Connections dropped with a reset are cleaned up by the service after our
+        side is gone, and another process's counts have no event to wait on:
+        this re-reads them until they settle or WAIT ends.
+        """
+        counts = {"tasks": -1, "fds": -1}
+        with trio.move_on_after(WAIT):
+            while True:
+                counts = {"tasks": (await self.health())["tasks"], "fds": self.open_fds()}
+                if counts["tasks"] == tasks and (fds is None or counts["fds"] <= fds):
+                    break
+                await trio.sleep(0.05)
+        return counts
 
     def error_lines(self) -> list[str]:
         """Log lines at ERROR or CRITICAL, and tracebacks."""

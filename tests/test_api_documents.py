@@ -81,7 +81,7 @@ def test_websocket_endpoints_are_described_as_the_issue_asks() -> None:
     assert {"name": "WebSocket", "description": "Real-time WebSocket endpoints"} in document["tags"]
     for path in ("/api/chat-api/ws", "/api/chat-api/ws/{room}"):
         operation = document["paths"][path]["get"]
-        assert set(operation["responses"]) == {"101", "400", "401", "429", "503"}
+        assert set(operation["responses"]) == {"101", "400", "401", "403", "429", "503"}
         assert {"token", "user_id"} <= {p["name"] for p in operation["parameters"]}
     (room,) = (
         p

@@ -163,6 +163,28 @@ async def test_upgrade_is_answered_as_the_openapi_document_says(
         jsonschema.Draft202012Validator(header["schema"]).validate(headers[name.lower()])
 
 
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [
+        ("https://chat.example.com", 101),
+        ("HTTPS://Chat.Example.COM", 101),
+        (None, 101),  # not a browser: nothing to check
+        ("https://evil.example", 403),
+        ("null", 403),
+    ],
+)
+async def test_allowed_origins_refuse_other_origins_before_the_upgrade(
+    start_server: StartServer, origin: str | None, status: int
+) -> None:
+    server = await start_server(allowed_origins=("https://chat.example.com",))
+    extra = "" if origin is None else f"Origin: {origin}\r\n"
+    answer, _, body = await raw_upgrade(server.port, "/api/chat-api/ws/general", extra)
+    assert answer == status
+    if status == 403:
+        _response("/api/chat-api/ws/{room}", 403)  # documented
+        assert json.loads(body)["error"] == "forbidden_origin"
+
+
 async def test_plain_get_of_a_websocket_endpoint_is_answered_as_documented(
     server: RunningServer,
 ) -> None:

@@ -17,6 +17,8 @@ def test_defaults_from_an_empty_environment() -> None:
     assert config.auth_enabled is False
     assert config.max_body_chars == 4096
     assert config.join_leave_events is True
+    assert config.ws_compression is False
+    assert 0 < config.tcp_user_timeout < 60
 
 
 def test_values_are_parsed() -> None:
@@ -32,7 +34,17 @@ def test_values_are_parsed() -> None:
             "HANDSHAKE_TIMEOUT": "2.5",
             "REDIS_RECONNECT_MIN": "0.5",
             "REDIS_RECONNECT_MAX": "30",
+            "WS_COMPRESSION": "true",
+            "TCP_USER_TIMEOUT": "0",
+            "TCP_KEEPALIVE_IDLE": "30",
+            "ALLOWED_ORIGINS": "https://Chat.example.com, http://localhost:8080",
         }
+    )
+    assert config.allowed_origins == ("https://chat.example.com", "http://localhost:8080")
+    assert (config.ws_compression, config.tcp_user_timeout, config.tcp_keepalive_idle) == (
+        True,
+        0,
+        30,
     )
     assert config.handshake_timeout == 2.5
     assert (config.port, config.auth_enabled, config.heartbeat_interval) == (9000, True, 0.5)
@@ -54,6 +66,12 @@ def test_values_are_parsed() -> None:
         ({"HEARTBEAT_INTERVAL": "nan"}, "HEARTBEAT_INTERVAL"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"HANDSHAKE_TIMEOUT": "0"}, "HANDSHAKE_TIMEOUT"),
+        ({"WS_COMPRESSION": "gzip"}, "WS_COMPRESSION"),
+        ({"ALLOWED_ORIGINS": "chat.example.com"}, "ALLOWED_ORIGINS"),
+        ({"ALLOWED_ORIGINS": "https://chat.example.com/app"}, "ALLOWED_ORIGINS"),
+        ({"TCP_USER_TIMEOUT": "-1"}, "TCP_USER_TIMEOUT"),
+        ({"TCP_KEEPALIVE_IDLE": "1.5"}, "TCP_KEEPALIVE_IDLE"),
+        ({"TCP_KEEPALIVE_IDLE": "40000"}, "TCP_KEEPALIVE_IDLE"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
         ({"REDIS_URL": "redis://localhost:port"}, "REDIS_URL"),
         ({"REDIS_URL": "redis://localhost?db=abc"}, "REDIS_URL"),

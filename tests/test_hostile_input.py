@@ -9,9 +9,10 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+import trio
 
-from .helpers import RunningServer, connect, raw_upgrade
-from .raw_websocket import TEXT, raw_websocket
+from .helpers import WAIT, RunningServer, connect, raw_request, raw_upgrade
+from .raw_websocket import TEXT, raw_websocket, read_until_closed
 
 
 @pytest.fixture(autouse=True)
@@ -158,3 +159,27 @@ async def test_names_outside_the_alphabet_are_refused_before_the_upgrade(
 ) -> None:
     status, _, body = await raw_upgrade(server.port, path)
     assert (status, json.loads(body)["error"]) == (400, error)
+
+
+_H2C_UPGRADE = (
+    b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+    b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+)
+# The HTTP/2 connection preface, then an empty SETTINGS frame (RFC 9113 3.4).
+_H2_PRIOR_KNOWLEDGE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+async def test_h2c_upgrade_is_answered_in_http_1_1(server: RunningServer) -> None:
+    status, headers, body = await raw_request(server.port, _H2C_UPGRADE)
+    assert status == 200
+    assert "upgrade" not in headers
+    assert json.loads(body)["status"] == "ok"
+
+
+async def test_http2_prior_knowledge_gets_no_http2(server: RunningServer) -> None:
+    with trio.fail_after(WAIT):
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with stream:
+        await stream.send_all(_H2_PRIOR_KNOWLEDGE)
+        answer = await read_until_closed(stream)
+    assert answer.startswith(b"HTTP/1.1 4"), answer[:40]

@@ -91,6 +91,14 @@ REFUSALS: Final = (
         },
     ),
     Refusal(
+        403,
+        {
+            "forbidden_origin": (
+                "ALLOWED_ORIGINS is set, and the request's Origin header is present and not listed"
+            )
+        },
+    ),
+    Refusal(
         429,
         {
             "too_many_connections": (

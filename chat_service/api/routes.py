@@ -6,7 +6,6 @@ import base64
 import binascii
 from typing import Any
 
-import trio
 from quart import Response, jsonify, websocket
 from quart_trio import QuartTrio
 
@@ -37,22 +36,6 @@ def _is_valid_websocket_key(key: str) -> bool:
         return False
 
 
-def _task_count() -> int:
-    """How many tasks descend from trio.run's main task (watched for leaks;
-    trio's own system tasks, some started lazily, are not counted)."""
-    main = trio.lowlevel.current_task()
-    root = trio.lowlevel.current_root_task()
-    while main.parent_nursery is not None and main.parent_nursery.parent_task is not root:
-        main = main.parent_nursery.parent_task
-    count = 0
-    tasks = [main]
-    while tasks:
-        task = tasks.pop()
-        count += 1
-        tasks.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
-    return count
-
-
 def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
     """Mount the health, readiness, API documents and chat WebSocket routes on `app`."""
     register_docs(app)
@@ -60,7 +43,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         """The process is alive and serving HTTP; how many trio tasks it runs."""
-        return {"status": "ok", "tasks": _task_count()}
+        return {"status": "ok", "tasks": runtime.tasks.live}
 
     @app.get("/readyz")
     async def readyz() -> Response:
@@ -72,7 +55,12 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
         response.status_code = 503
         return response
 
+    allowed_origins = runtime.config.allowed_origins
+
     async def chat(room: str) -> Response | None:
+        origin = websocket.headers.get("Origin")
+        if allowed_origins and origin is not None and origin.lower() not in allowed_origins:
+            return _refusal(403, "forbidden_origin", "this Origin may not open a chat WebSocket")
         if not is_valid_name(room):
             return _refusal(400, "invalid_room", f"a room name is {_NAME_RULE}")
         if not _is_valid_websocket_key(websocket.headers.get("Sec-WebSocket-Key", "")):

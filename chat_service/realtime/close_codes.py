@@ -10,7 +10,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001  # the server is shutting down: reconnect
-    PROTOCOL_ERROR = 1002  # a frame breaking RFC 6455 (sent by transport.py's stream)
+    PROTOCOL_ERROR = 1002  # a frame breaking RFC 6455 (sent by hypercorn_serving.py's stream)
     INVALID_DATA = 1007  # a text frame that is not UTF-8 (likewise)
     POLICY_VIOLATION = 1008  # repeated abuse, e.g. the rate limit again and again
     MESSAGE_TOO_BIG = 1009

@@ -68,8 +68,10 @@ class Connection:
             send_queue_size
         )
         self._scope = trio.CancelScope()
+        # The receive loop's one scope: its deadline is the heartbeat's, and
+        # stop_receiving cancels it (between frames, never inside one).
+        self._receiving = trio.CancelScope()
         self._receiving_stopped = False
-        self._receive_scope: trio.CancelScope | None = None
         self._handling = False
         # Waiters of wait_frame_handled (the drain): parking costs nothing
         # per frame while nobody waits, unlike a fresh Event per frame.
@@ -122,19 +124,26 @@ class Connection:
                 break
         self._scope.cancel()
 
-    def finish(self, code: CloseCode, reason: str) -> None:
+    def finish(self, code: CloseCode, reason: str, *, within: float | None = None) -> None:
         """End this connection once every frame queued so far has been sent
-        (the drain at shutdown); nothing more is queued after this."""
+        (the drain at shutdown); nothing more is queued after this.
+
+        With `within` (a policy close: the client learns why from what was
+        queued), it also takes no more frames from the client, and ends
+        after `within` seconds even if not all was sent."""
         if self.close_reason is None:
             self.close_reason = (code, reason)
         self._outbox_in.close()
+        if within is not None:
+            self.stop_receiving()
+            self._scope.deadline = min(self._scope.deadline, trio.current_time() + within)
 
     def stop_receiving(self) -> None:
         """Take no more frames from the client (the drain at shutdown); a
         frame already being handled is finished, and sending goes on."""
         self._receiving_stopped = True
-        if self._receive_scope is not None:
-            self._receive_scope.cancel()
+        if not self._handling:
+            self._receiving.cancel()
 
     async def wait_frame_handled(self) -> None:
         """Return once no frame from the client is being handled; after
@@ -195,19 +204,16 @@ class Connection:
         return "\n".join(frames), None
 
     async def _receive_loop(self, transport: Transport, on_frame: FrameHandler) -> None:
-        with trio.CancelScope() as silence:
+        with self._receiving:
             while not self._receiving_stopped:
-                silence.deadline = trio.current_time() + self._heartbeat_deadline
-                with trio.CancelScope() as self._receive_scope:
-                    data = await transport.receive()
-                if self._receive_scope.cancelled_caught:
-                    return
-                silence.deadline = math.inf
+                self._receiving.deadline = trio.current_time() + self._heartbeat_deadline
+                data = await transport.receive()
+                self._receiving.deadline = math.inf
                 self._handling = True
                 try:
                     await on_frame(self, data)
                 finally:
                     self._handling = False
                     self._handled.unpark_all()
-        if silence.cancelled_caught:
+        if self._receiving.cancelled_caught and not self._receiving_stopped:
             self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")

@@ -22,6 +22,11 @@ from .message import ErrorCode, error_frame
 
 __all__ = ["RateLimiter", "TokenBucket", "Verdict", "limit_rate"]
 
+# Longest a client closed with 1008 gets to read what was queued for it
+# before the close (its `rate_limited` errors say why): a client that reads
+# needs milliseconds, and one that does not cannot hold its socket longer.
+POLICY_CLOSE_FLUSH_SECONDS = 1.0
+
 _RATE_LIMITED = error_frame(ErrorCode.RATE_LIMITED, "too many frames; this one was dropped")
 
 
@@ -85,7 +90,9 @@ def limit_rate(on_frame: FrameHandler, config: Config) -> FrameHandler:
     the `RATE_LIMIT_*` settings of `config`.
 
     A refused frame is answered with `error` `rate_limited` and never reaches
-    `on_frame`; on the closing strike the connection is closed with 1008.
+    `on_frame`; on the closing strike no more frames are taken and the
+    connection is closed with 1008 once what was queued has been sent
+    (within POLICY_CLOSE_FLUSH_SECONDS).
     With `RATE_LIMIT_PER_SECOND` 0 there is no limit and `on_frame` is returned as is.
     Must be called inside trio (the bucket starts at the current time).
     The returned handler is cancelled exactly as `on_frame` is; the checks
@@ -107,6 +114,10 @@ def limit_rate(on_frame: FrameHandler, config: Config) -> FrameHandler:
         elif verdict is Verdict.REFUSE:
             conn.enqueue(_RATE_LIMITED)
         else:
-            conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded again and again")
+            conn.finish(
+                CloseCode.POLICY_VIOLATION,
+                "rate limit exceeded again and again",
+                within=POLICY_CLOSE_FLUSH_SECONDS,
+            )
 
     return limited

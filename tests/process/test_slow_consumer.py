@@ -78,7 +78,14 @@ async def test_client_that_never_reads_gets_4001_and_memory_stays_bounded() -> N
         MAX_BODY_CHARS=str(BODY_CHARS),
         RATE_LIMIT_PER_SECOND="0",
         JOIN_LEAVE_EVENTS="false",
+        # History full by the end of the warm-up: it holds the same number of
+        # frames at the baseline as at the peak, so only the queue can grow.
+        HISTORY_SIZE=str(WARM_UP_ROUNDS * SENDERS),
         SHUTDOWN_GRACE_SECONDS="2",
+        # The stuck client reads only after the room's traffic, which on a
+        # loaded machine takes longer than the default 20 s the kernel lets
+        # a peer leave its window closed (test_stuck_peers.py checks that bound).
+        TCP_USER_TIMEOUT="0",
     ) as server:
         url = f"ws://127.0.0.1:{server.port}/api/chat-api/ws/busy"
         async with AsyncExitStack() as stack:

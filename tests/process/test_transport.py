@@ -200,24 +200,6 @@ async def _churn(service: ServerProcess, count: int) -> None:
             nursery.start_soon(one, n)
 
 
-async def _settled(service: ServerProcess, tasks: int, fds: int | None = None) -> dict[str, int]:
-    """The service's task and fd counts once they are back to `tasks` (and
-    at most `fds`, if given).
-
-    Connections dropped with a reset are cleaned up by the service after our
-    side is gone, and another process's counts have no event to wait on:
-    this re-reads them until they settle or WAIT ends.
-    """
-    counts = {"tasks": -1, "fds": -1}
-    with trio.move_on_after(WAIT):
-        while True:
-            counts = {"tasks": (await service.health())["tasks"], "fds": service.open_fds()}
-            if counts["tasks"] == tasks and (fds is None or counts["fds"] <= fds):
-                break
-            await trio.sleep(0.05)
-    return counts
-
-
 # RSS may grow this much over 10,000 connections after the warm-up: the
 # allocator keeps arenas it has grown (measured: 0.2 to 1.5 MiB, levelling
 # off over rounds). Leaking what one connection holds (a socket, a
@@ -232,13 +214,13 @@ async def test_churn_leaves_no_leak(connections: int) -> None:
     async with server_process() as service:
         idle_tasks = (await service.health())["tasks"]
         await _churn(service, WARM_UP)
-        baseline = await _settled(service, idle_tasks)
+        baseline = await service.settled(idle_tasks)
         assert baseline["tasks"] == idle_tasks
         baseline_rss = service.rss_bytes() // 1024
 
         await _churn(service, connections)
 
-        after = await _settled(service, idle_tasks, baseline["fds"])
+        after = await service.settled(idle_tasks, baseline["fds"])
         assert after["tasks"] == baseline["tasks"]
         assert after["fds"] <= baseline["fds"]
         assert service.rss_bytes() // 1024 - baseline_rss < RSS_SLACK_KIB

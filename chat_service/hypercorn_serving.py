@@ -1,0 +1,290 @@
+"""How bytes reach the app: Hypercorn's own trio worker (`hypercorn.trio.serve`,
+so TLS, `sockets=` and the statsd logger work as Hypercorn documents them),
+with four classes of ours put in place of Hypercorn's (`_install`):
+
+- `ContainedTCPServer`: one connection's failures end only that connection.
+  Hypercorn 0.18's trio `TCPServer.run` catches only `OSError`, and trio's
+  `serve_listeners` runs every connection in one nursery, so any other
+  exception from one connection's protocol handling would end the process
+  (hypercorn#225: an upgrade request with more bytes in the same write makes
+  h11 raise `LocalProtocolError` in the read loop). It also sets the
+  kernel's bounds on a peer that stopped reading or vanished
+  (`TCP_USER_TIMEOUT`, keepalive), and can be aborted: Hypercorn writes
+  under a shielded cancel scope, so only closing the socket ends a write to
+  a peer that does not read.
+- `ChatWSStream`: a bad frame gets its RFC 6455 close code; permessage-
+  deflate only when configured, then bounded (`ws_deflate`); and once the
+  app is done, nothing waits for it to read (Hypercorn's stream would block
+  its reader and the app's last message on the full app channel forever,
+  keeping both tasks and the socket).
+- `HTTP11Protocol`: HTTP/1.1 only; the h2c upgrade and HTTP/2 prior
+  knowledge are not honoured (README "Limits").
+- `BoundedDeflate` (in `ws_deflate`).
+
+Hypercorn looks each of them up as a module attribute when it needs one and
+offers no other way to choose them, so this relies on Hypercorn internals:
+pyproject pins the Hypercorn version the tests cover.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import h2.exceptions
+import h11
+import hypercorn.protocol
+import hypercorn.protocol.h11
+import hypercorn.protocol.ws_stream
+import hypercorn.trio
+import hypercorn.trio.run
+import trio
+import wsproto.utilities
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.protocol.events import StreamClosed
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.ws_stream import FrameTooLargeError, WSStream
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.typing import ASGISendEvent, WebsocketAcceptEvent
+from wsproto.connection import ConnectionState as WSState
+from wsproto.events import CloseConnection, Message, Ping
+from wsproto.frame_protocol import CloseReason
+
+from .failures import leaf_exceptions, summarize
+from .ws_deflate import INFLATE_LIMIT, BoundedDeflate
+
+__all__ = ["ContainedTCPServer", "ServingConfig", "serve_http"]
+
+log = logging.getLogger(__name__)
+
+# What a peer can make the protocol libraries raise by sending bad bytes:
+# expected, so one warning line without a traceback is enough.
+_PROTOCOL_ERRORS = (h11.ProtocolError, wsproto.utilities.ProtocolError, h2.exceptions.ProtocolError)
+# Keepalive probes once the idle time has passed: every few seconds, and
+# TCP_USER_TIMEOUT (when set) decides when unanswered probes end it.
+KEEPALIVE_INTERVAL_SECONDS = 5
+KEEPALIVE_PROBES = 3
+
+
+class ServingConfig(HypercornConfig):
+    """Hypercorn's settings, plus ours that our classes read from it."""
+
+    websocket_compression = False
+    # Seconds written data may stay unacknowledged (0: the kernel's default).
+    tcp_user_timeout = 0
+    # Seconds of silence before keepalive probes start (0: no keepalive).
+    tcp_keepalive_idle = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The connections being served, so that they can be aborted.
+        self.live: set[ContainedTCPServer] = set()
+
+
+def _socket_of(stream: Any) -> trio.socket.SocketType:
+    inner = getattr(stream, "transport_stream", stream)  # under TLS
+    sock: trio.socket.SocketType = inner.socket
+    return sock
+
+
+def _peer_address(sock: trio.socket.SocketType) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+    except (OSError, ValueError):
+        return "unknown"
+    return f"{host}:{port}"
+
+
+def _bound_dead_peers(sock: trio.socket.SocketType, config: ServingConfig) -> None:
+    """Let the kernel end the connection when the peer stops acknowledging
+    (TCP_USER_TIMEOUT) or goes silent (keepalive)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    if config.tcp_user_timeout:
+        milliseconds = config.tcp_user_timeout * 1000
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
+    if config.tcp_keepalive_idle:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, config.tcp_keepalive_idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_SECONDS)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+
+
+class ContainedTCPServer(TCPServer):
+    """Hypercorn's handler for one TCP connection, whose failures end only
+    that connection, and which `abort` can end at once.
+
+    An `Exception` from this connection's protocol handling (Hypercorn, h11,
+    h2, wsproto) is logged once at warning with the peer address; the base
+    class has already closed the socket by then, and the app's task for the
+    connection was cancelled with it. Protocol errors are logged as one
+    line; anything else also gets its traceback, since it is a bug below
+    the app. `trio.Cancelled` and other non-`Exception`s propagate. The
+    app's own exceptions never get here: Hypercorn logs them per request.
+    """
+
+    async def run(self) -> None:
+        """Serve this connection until it closes; never raises `Exception`.
+
+        Cancellation (the server stopping) closes the connection, once a
+        write in progress ends (see `abort`).
+        """
+        assert isinstance(self.config, ServingConfig)
+        sock = _socket_of(self.stream)
+        peer = _peer_address(sock)
+        live = self.config.live
+        live.add(self)
+        try:
+            _bound_dead_peers(sock, self.config)
+            await super().run()
+        except* Exception as failures:
+            _log_contained(peer, failures)
+        finally:
+            live.discard(self)
+
+    def abort(self) -> None:
+        """Close the socket now: a write in progress, shielded from
+        cancellation by Hypercorn, fails at once instead of waiting for a
+        peer that stopped reading."""
+        _socket_of(self.stream).close()
+
+
+def _log_contained(peer: str, failures: BaseExceptionGroup[Exception]) -> None:
+    """One warning line for a connection ended by `failures`."""
+    expected = all(isinstance(exc, _PROTOCOL_ERRORS) for exc in leaf_exceptions(failures))
+    log.warning(
+        "connection closed after a transport error peer=%s error=%s",
+        peer,
+        summarize(failures),
+        exc_info=None if expected else failures,
+    )
+
+
+class HTTP11Protocol(H11Protocol):
+    """Hypercorn's HTTP/1.1 protocol, without its switch to HTTP/2: an
+    `Upgrade: h2c` header is ignored (the request is answered in HTTP/1.1),
+    and the HTTP/2 preface is a request h11 refuses."""
+
+    async def _check_protocol(self, event: h11.Request) -> None:
+        return
+
+
+class ChatWSStream(WSStream):
+    """Hypercorn's WebSocket stream, with three differences.
+
+    - A frame that wsproto cannot parse gets the close code RFC 6455
+      prescribes (1002, 1007, 1009) before the TCP connection closes;
+      Hypercorn 0.18 closes it without a close frame. wsproto reports a
+      parse failure as a received `CloseConnection` while its state is still
+      OPEN (a real close frame makes it REMOTE_CLOSING).
+    - permessage-deflate is negotiated only with `websocket_compression`,
+      then as `BoundedDeflate`; without it a compressed frame (RSV1) is a
+      protocol error, 1002.
+    - Once the app has finished, what the client still sends is dropped:
+      the app no longer reads its channel, so waiting to put it there would
+      hold this stream's reader, the app's task and the socket forever.
+    """
+
+    async def _accept(self, message: WebsocketAcceptEvent) -> None:
+        assert isinstance(self.config, ServingConfig)
+        if not self.config.websocket_compression:
+            self.handshake.extensions = None  # as if the client offered none
+        limit = INFLATE_LIMIT.set(self.config.websocket_max_message_size)
+        try:
+            await super()._accept(message)
+        finally:
+            INFLATE_LIMIT.reset(limit)
+
+    async def app_send(self, message: ASGISendEvent | None) -> None:
+        if message is None and self.app_put is not None:
+            # Hypercorn's app_put is the app channel's bound `send`: closing
+            # the channel wakes a reader blocked on it, and nothing more
+            # (not even the disconnect event) is put there.
+            getattr(self.app_put, "__self__").close()  # noqa: B009 -- Hypercorn types it Callable
+            self.app_put = None
+        await super().app_send(message)
+
+    async def _handle_events(self) -> None:
+        # WSStream._handle_events as of Hypercorn 0.18, but for the parse-failure
+        # branch and the app that is gone.
+        for event in self.connection.events():
+            if isinstance(event, Message):
+                try:
+                    self.buffer.extend(event)
+                except FrameTooLargeError:
+                    await self._send_wsproto_event(
+                        CloseConnection(code=CloseReason.MESSAGE_TOO_BIG)
+                    )
+                    break
+                if event.message_finished:
+                    message = self.buffer.to_message()
+                    self.buffer.clear()
+                    try:
+                        if self.app_put is not None:
+                            await self.app_put(message)
+                    except trio.ClosedResourceError:
+                        pass  # the app finished while we waited for it
+            elif isinstance(event, Ping):
+                await self._send_wsproto_event(event.response())
+            elif isinstance(event, CloseConnection):
+                if self.connection.state is WSState.REMOTE_CLOSING:
+                    await self._send_wsproto_event(event.response())
+                elif self.connection.state is WSState.OPEN:  # a frame failed to parse
+                    await self._send_wsproto_event(CloseConnection(event.code, event.reason))
+                await self.send(StreamClosed(stream_id=self.stream_id))
+
+
+def _install() -> None:
+    """Make Hypercorn use our classes (it looks each up in its module)."""
+    hypercorn.trio.run.TCPServer = ContainedTCPServer  # type: ignore[attr-defined]
+    hypercorn.protocol.H11Protocol = HTTP11Protocol  # type: ignore[attr-defined]
+    hypercorn.protocol.h11.WSStream = ChatWSStream  # type: ignore[attr-defined]
+    hypercorn.protocol.ws_stream.PerMessageDeflate = BoundedDeflate  # type: ignore[attr-defined,assignment]
+
+
+async def serve_http(
+    app: Any,
+    hyper: ServingConfig,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the ASGI `app` as `hypercorn.trio.serve` does, until
+    `shutdown_trigger` returns.
+
+    Runs the app's lifespan startup, listens, and reports `started(binds)`
+    (e.g. ["http://127.0.0.1:8080"]). Once the trigger returns, it stops
+    accepting, closes idle keep-alive connections, cancels the connections
+    still open after `hyper.graceful_timeout` and closes their sockets, then
+    runs the app's lifespan shutdown and returns. Cancellation closes every
+    connection's socket at once (so no peer can hold it), without the
+    lifespan shutdown.
+    """
+    _install()
+    async with trio.open_nursery() as aborting:
+
+        async def trigger() -> None:
+            await shutdown_trigger()
+            deadline = trio.current_time() + hyper.graceful_timeout
+            aborting.start_soon(_abort_at, deadline, hyper.live)
+
+        aborting.start_soon(_abort_when_cancelled, hyper.live)
+        await hypercorn.trio.serve(app, hyper, shutdown_trigger=trigger, task_status=task_status)
+        aborting.cancel_scope.cancel()
+
+
+async def _abort_at(deadline: float, live: set[ContainedTCPServer]) -> None:
+    await trio.sleep_until(deadline)
+    for server in list(live):
+        server.abort()
+
+
+async def _abort_when_cancelled(live: set[ContainedTCPServer]) -> None:
+    # Serving has returned (nothing is live then) or is being cancelled.
+    try:
+        await trio.sleep_forever()
+    finally:
+        for server in list(live):
+            server.abort()

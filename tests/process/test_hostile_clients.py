@@ -1,0 +1,193 @@
+"""What browsers and attackers do, against `python -m chat_service`: floods
+the server closes, permessage-deflate offers, decompression bombs. Each
+measures the process itself (tasks, fds, RSS)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import struct
+import zlib
+from contextlib import AsyncExitStack
+
+import pytest
+import trio
+
+from ..helpers import WAIT, connect
+from ..raw_websocket import (
+    CLOSE,
+    DEFLATE_OFFER,
+    TEXT,
+    deflated,
+    raw_websocket,
+    ws_frame,
+)
+from ..server_process import ServerProcess, server_process
+
+KiB = 1 << 10
+MiB = 1 << 20
+PATH = "/api/chat-api/ws/hostile"
+# The service's defaults: 20 frames at once, then the 10th refusal closes.
+RATE_LIMIT_BURST = 20
+RATE_LIMIT_STRIKES = 10
+FLOOD_FRAMES = 300  # a few hundred chat frames in one write
+FLOODS = 12
+
+
+async def _flood(port: int) -> tuple[list[str], int | None]:
+    """Write FLOOD_FRAMES chat frames at once, then read until the server
+    closes: the `error` codes received, and the close code."""
+    chat = ws_frame(TEXT, json.dumps({"type": "chat", "body": "flood"}).encode())
+    errors: list[str] = []
+    async with raw_websocket(port, PATH) as ws:
+        await ws.stream.send_all(chat * FLOOD_FRAMES)
+        with trio.fail_after(WAIT):
+            while (frame := await ws.receive_frame()) is not None:
+                opcode, payload = frame
+                if opcode == CLOSE:
+                    return errors, int(struct.unpack("!H", payload[:2])[0])
+                message = json.loads(payload)
+                if message["type"] == "error":
+                    errors.append(message["code"])
+    return errors, None
+
+
+async def test_flooder_reads_its_rate_limited_errors_before_1008() -> None:
+    async with server_process(JOIN_LEAVE_EVENTS="false") as service:
+        errors, code = await _flood(service.port)
+    assert code == 1008
+    # A `rate_limited` for every refusal but the closing one.
+    assert errors.count("rate_limited") == RATE_LIMIT_STRIKES - 1
+    assert service.error_lines() == []
+
+
+async def test_server_closed_floods_leave_no_task_or_socket_behind() -> None:
+    async with server_process(JOIN_LEAVE_EVENTS="false") as service:
+        idle_tasks = (await service.health())["tasks"]
+        await _flood(service.port)  # warm-up: lazy imports, pools
+        idle = await service.settled(idle_tasks)
+        assert idle["tasks"] == idle_tasks
+        for _ in range(FLOODS):
+            _, code = await _flood(service.port)
+            assert code == 1008
+        after = await service.settled(idle["tasks"], idle["fds"])
+        print(f"tasks {idle['tasks']} -> {after['tasks']}, fds {idle['fds']} -> {after['fds']}")
+        assert after == idle
+    assert service.error_lines() == []
+
+
+async def test_a_peer_that_never_reads_is_cut_off_by_the_kernel() -> None:
+    # A queue that never overflows (no 4001) and a heartbeat that never ends it
+    # within the test: only TCP_USER_TIMEOUT can end the blocked write.
+    settings = {"SEND_QUEUE_SIZE": "10000", "MAX_BODY_CHARS": "30000", "HEARTBEAT_INTERVAL": "600"}
+    settings |= {
+        "TCP_USER_TIMEOUT": "1",
+        "JOIN_LEAVE_EVENTS": "false",
+        "RATE_LIMIT_PER_SECOND": "0",
+    }
+    async with server_process(**settings) as service:
+        idle_tasks = (await service.health())["tasks"]
+        async with connect(service.url("warm-up")) as client:
+            await client.send({"body": "x"})
+        idle = await service.settled(idle_tasks)
+        async with raw_websocket(service.port, PATH, receive_buffer=4096) as stuck:
+            await stuck.receive_frame()  # its welcome; from now on it does not read
+            async with connect(service.url("hostile")) as sender:
+                for _ in range(300):  # 9 MB: far more than the socket buffers hold
+                    await sender.send({"body": "x" * 30_000})
+                    await sender.receive_type("chat")
+            # Still open on our side, never read: the kernel has ended it.
+            after = await service.settled(idle_tasks, idle["fds"])
+            assert after == idle
+    assert service.error_lines() == []
+
+
+# Idle clients per kind (plain, offering deflate) in the memory comparison.
+IDLE_CLIENTS = 300
+# How much more one client offering deflate may cost than a plain one, on
+# average: allocator noise (measured: under 1 KiB either way). Hypercorn's
+# default deflate costs about 100 KiB more.
+DEFLATE_EXTRA_KIB = 4
+
+
+async def _idle_clients(service: ServerProcess, stack: AsyncExitStack, offer: str) -> int:
+    """Open IDLE_CLIENTS clients, each past its welcome; RSS growth in bytes."""
+    before = service.rss_bytes()
+    for _ in range(IDLE_CLIENTS):
+        ws = await stack.enter_async_context(raw_websocket(service.port, PATH, extra_headers=offer))
+        assert "sec-websocket-extensions" not in ws.response_head.lower()
+        assert await ws.receive_frame() is not None  # the welcome (compressed, if negotiated)
+    return service.rss_bytes() - before
+
+
+async def test_deflate_offer_is_not_answered_and_costs_what_a_plain_client_costs() -> None:
+    async with server_process(JOIN_LEAVE_EVENTS="false") as service:
+        async with AsyncExitStack() as stack:
+            # Kept open: freed memory the next clients would reuse would favour them.
+            await _idle_clients(service, stack, "")
+            plain = await _idle_clients(service, stack, "")
+            offering = await _idle_clients(service, stack, DEFLATE_OFFER)
+    plain_kib, offering_kib = plain / IDLE_CLIENTS / KiB, offering / IDLE_CLIENTS / KiB
+    print(f"RSS per idle client: plain {plain_kib:.1f} KiB, offering deflate {offering_kib:.1f}")
+    assert offering_kib - plain_kib <= DEFLATE_EXTRA_KIB
+
+
+async def test_with_ws_compression_deflate_is_negotiated_with_small_windows() -> None:
+    async with server_process(WS_COMPRESSION="true", JOIN_LEAVE_EVENTS="false") as service:
+        async with raw_websocket(service.port, PATH, extra_headers=DEFLATE_OFFER) as ws:
+            assert "permessage-deflate; client_max_window_bits=10" in ws.response_head
+            inflater = zlib.decompressobj(-15)
+
+            async def receive() -> dict[str, str]:
+                frame = await ws.receive_frame()
+                assert frame is not None
+                return dict(json.loads(inflater.decompress(frame[1] + b"\x00\x00\xff\xff")))
+
+            assert (await receive())["type"] == "welcome"
+            assert (await receive())["type"] == "subscribed"
+            chat = json.dumps({"type": "chat", "body": "squeezed " * 50}).encode()
+            await ws.stream.send_all(ws_frame(TEXT, deflated(chat), rsv1=True))
+            with trio.fail_after(WAIT):
+                assert (await receive())["body"] == "squeezed " * 50
+
+
+# A frame of about 50 KB on the wire (under MAX_MESSAGE_BYTES, 64 KiB) that
+# inflates to 50 MB.
+@functools.cache
+def bomb() -> bytes:
+    return deflated(b" " * (50 * MiB))
+
+
+BOMBS = 20
+# Peak RSS may grow this much over 20 bombs: what 20 plain 64 KiB frames
+# cost, and allocator noise. An unbounded inflate grows it by about 1 GiB.
+BOMB_RSS_SLACK = 8 * MiB
+
+
+async def _bomb(port: int) -> int | None:
+    async with raw_websocket(port, PATH, extra_headers=DEFLATE_OFFER) as ws:
+        await ws.receive_frame()  # the welcome
+        await ws.stream.send_all(ws_frame(TEXT, bomb(), rsv1=True))
+        return await ws.close_code()
+
+
+@pytest.mark.parametrize(("compression", "code"), [("false", 1002), ("true", 1009)])
+async def test_decompression_bombs_cost_no_more_than_plain_frames(
+    compression: str, code: int
+) -> None:
+    assert len(bomb()) < 64 * KiB
+    async with server_process(WS_COMPRESSION=compression, JOIN_LEAVE_EVENTS="false") as service:
+        peak = service.peak_rss_bytes()
+        async with trio.open_nursery() as nursery:
+            codes: list[int | None] = []
+
+            async def one() -> None:
+                codes.append(await _bomb(service.port))
+
+            for _ in range(BOMBS):
+                nursery.start_soon(one)
+        growth = service.peak_rss_bytes() - peak
+        print(f"peak RSS grew by {growth / MiB:.1f} MiB over {BOMBS} bombs")
+        assert codes == [code] * BOMBS
+        assert growth <= BOMB_RSS_SLACK
+    assert service.error_lines() == []
