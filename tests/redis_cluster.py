@@ -44,6 +44,18 @@ def _wait_for(condition: str, check: object, timeout: float = FORM_TIMEOUT) -> N
         time.sleep(_POLL)
 
 
+# Redis listens for its cluster bus on the node's port + 10000.
+_BUS_OFFSET = 10000
+
+
+def _free_node_port() -> int:
+    """A free port whose cluster bus port is free too."""
+    while True:
+        port = port_for.select_random(ports=set(range(20000, 65536 - _BUS_OFFSET)))
+        if port_for.is_available(port + _BUS_OFFSET):
+            return port
+
+
 @dataclass(eq=False)  # a node is itself: hashable by identity
 class ClusterNode:
     port: int
@@ -147,7 +159,7 @@ def redis_cluster(directory: Path, *, masters: int = 3) -> Iterator[RedisCluster
         for index in range(masters * 2):
             node_dir = directory / f"node{index}"
             node_dir.mkdir()
-            node = ClusterNode(port_for.select_random(), node_dir)
+            node = ClusterNode(_free_node_port(), node_dir)
             cluster.nodes.append(node)
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in cluster.nodes]
