@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from .forwarded import Network, parse_trusted_proxies
 
-__all__ = ["Config", "ConfigError"]
+__all__ = ["Config", "ConfigError", "cluster_seeds"]
 
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -139,6 +139,29 @@ def _check_coredis_accepts(url: str) -> None:
         raise ValueError(f"is not usable by coredis ({type(exc).__name__}: {exc})") from None
 
 
+def _redis_cluster_url(raw: str) -> str:
+    """`redis://[user:password@]host:port[,host:port...]`: the cluster's seed nodes."""
+    url = raw.strip()
+    if not url:
+        return ""
+    if url.partition("://")[0] != "redis":
+        raise ValueError("must start with redis:// (TLS to a cluster is not supported)")
+    for host, port in _seed_parts(url):
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"seed {host}:{port} is not host:port")
+    return url
+
+
+def _seed_parts(url: str) -> list[tuple[str, str]]:
+    hosts = url.partition("://")[2].rpartition("@")[2]
+    return [(host, port) for host, _, port in (seed.partition(":") for seed in hosts.split(","))]
+
+
+def cluster_seeds(url: str) -> list[tuple[str, int]]:
+    """The (host, port) seed nodes of a valid `REDIS_CLUSTER_URL`."""
+    return [(host, int(port)) for host, port in _seed_parts(url)]
+
+
 def _channel_prefix(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9:._-]{1,64}", raw):
         raise ValueError("must be 1 to 64 characters of A-Z a-z 0-9 : . _ -")
@@ -172,6 +195,8 @@ class Config:
     host: str = _env("HOST", _text, "127.0.0.1")
     port: int = _env("PORT", _port, 8080)
     redis_url: str = _env("REDIS_URL", _redis_url, "")
+    # Seed nodes of a Redis Cluster (sharded pub/sub); instead of REDIS_URL.
+    redis_cluster_url: str = _env("REDIS_CLUSTER_URL", _redis_cluster_url, "")
     redis_channel_prefix: str = _env("REDIS_CHANNEL_PREFIX", _channel_prefix, "chat:room:")
     # Waits between attempts to reach Redis, in seconds: the bound doubles
     # from the first to the cap. 0.1 s rides out a restart; 10 s keeps a long
@@ -274,6 +299,10 @@ class Config:
     def _check_consistency(self) -> None:
         if self.redis_reconnect_max < self.redis_reconnect_min:
             raise ConfigError("REDIS_RECONNECT_MAX: must not be less than REDIS_RECONNECT_MIN")
+        if self.redis_url and self.redis_cluster_url:
+            raise ConfigError(
+                "REDIS_CLUSTER_URL: set either REDIS_URL or REDIS_CLUSTER_URL, not both"
+            )
         if self.auth_enabled and not self.auth_jwt_secret:
             raise ConfigError("AUTH_JWT_SECRET: required when AUTH_ENABLED is true")
         if self.auth_enabled and len(self.auth_jwt_secret.encode()) < _MIN_SECRET_BYTES:

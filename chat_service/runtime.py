@@ -13,6 +13,7 @@ from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
 from .realtime.capacity import Capacity
 from .realtime.history import History, MemoryHistory
 from .realtime.redis_broadcaster import RedisBroadcaster
+from .realtime.redis_cluster_broadcaster import RedisClusterBroadcaster
 from .task_count import TaskCounter
 
 __all__ = ["ChatRuntime", "make_broadcaster"]
@@ -21,10 +22,13 @@ log = logging.getLogger(__name__)
 
 
 def make_broadcaster(config: Config) -> tuple[Broadcaster, History]:
-    """Redis fan-out and history when `REDIS_URL` is set, else in-process ones."""
-    if config.redis_url:
-        redis = RedisBroadcaster(
-            config.redis_url,
+    """Redis fan-out and history when `REDIS_URL` (or `REDIS_CLUSTER_URL`)
+    is set, else in-process ones."""
+    kind = RedisClusterBroadcaster if config.redis_cluster_url else RedisBroadcaster
+    url = config.redis_cluster_url or config.redis_url
+    if url:
+        redis = kind(
+            url,
             channel_prefix=config.redis_channel_prefix,
             reconnect_min=config.redis_reconnect_min,
             reconnect_max=config.redis_reconnect_max,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from chat_service.config import Config, ConfigError
+from chat_service.config import Config, ConfigError, cluster_seeds
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -80,6 +80,9 @@ def test_values_are_parsed() -> None:
         ({"FORWARDED_ALLOW_IPS": "127.0.0.1,nginx"}, "FORWARDED_ALLOW_IPS"),
         ({"FORWARDED_ALLOW_IPS": "10.0.0.0/33"}, "FORWARDED_ALLOW_IPS"),
         ({"MAX_CONNECTIONS_PER_IP": "-1"}, "MAX_CONNECTIONS_PER_IP"),
+        ({"REDIS_CLUSTER_URL": "http://h1:7000"}, "REDIS_CLUSTER_URL"),
+        ({"REDIS_CLUSTER_URL": "redis://h1:7000,h2"}, "REDIS_CLUSTER_URL"),
+        ({"REDIS_CLUSTER_URL": "redis://h1:7000", "REDIS_URL": "redis://h"}, "REDIS_CLUSTER_URL"),
     ],
 )
 def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) -> None:
@@ -115,6 +118,11 @@ def test_bad_config_exits_2_with_one_line(environ: dict[str, str], variable: str
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_cluster_url_gives_its_seeds() -> None:
+    config = Config.load({"REDIS_CLUSTER_URL": "redis://:pw@h1:7000,10.0.0.2:7001"})
+    assert cluster_seeds(config.redis_cluster_url) == [("h1", 7000), ("10.0.0.2", 7001)]
 
 
 def test_limit_defaults_and_values() -> None:

@@ -40,6 +40,7 @@ from .redis_history import (
     PUBLISH_SCRIPT,
     READ_SCRIPT,
     REDIS_DOWN,
+    RedisClient,
     RedisHistory,
     RedisSession,
     RoomKeys,
@@ -63,6 +64,8 @@ _SKIP_SEPARATOR = " "
 _REDIS_DOWN = REDIS_DOWN
 # The publish script's first line of a PUBLISHed message: the room's epoch.
 _EPOCH_MARK = "="
+# A flush() marker sent through a room's own channel (on a cluster).
+_FLUSH_MARK = "#"
 
 
 # Payloads of one channel published together travel as one Redis message,
@@ -289,6 +292,10 @@ class RedisBroadcaster(Broadcaster):
         assert self._deliver is not None
         room = channel[len(self._prefix) + 1 : -1]  # inside the hash tag's braces
         for part in payload.split(_PAYLOAD_SEPARATOR):
+            if part.startswith(_FLUSH_MARK):
+                if (arrived := self._flush_waiters.get(part[len(_FLUSH_MARK) :])) is not None:
+                    arrived.set()
+                continue
             if part.startswith(_EPOCH_MARK):
                 if self._epoch_seen is not None:
                     self._epoch_seen(room, part[len(_EPOCH_MARK) :])
@@ -300,27 +307,16 @@ class RedisBroadcaster(Broadcaster):
         """Connect, subscribe the rooms with local members, then publish
         and receive until a Redis error ends the session (it raises it).
         Cancellation closes the session's connections."""
-        client = coredis.Redis.from_url(
-            self._url,
-            decode_responses=True,
-            retry_policy=NoRetryPolicy(),
-            client_name=self.client_name,
-            connect_timeout=REDIS_TIMEOUT,
-            stream_timeout=REDIS_TIMEOUT,
-        )
+        client = self._open_client()
         async with client:
             await client.ping()
             self._session = RedisSession(
                 client,
-                await client.script_load(PUBLISH_SCRIPT),
+                await client.script_load(self._publish_script),
                 await client.script_load(READ_SCRIPT),
             )
             try:
-                async with client.pubsub(
-                    ignore_subscribe_messages=True,
-                    retry_policy=NoRetryPolicy(),
-                    subscription_timeout=REDIS_TIMEOUT,
-                ) as pubsub:
+                async with self._open_pubsub(client) as pubsub:
                     rooms = set(self._rooms)
                     await pubsub.subscribe(self.control_channel, *map(self._channel, rooms))
                     self._connect(rooms)
@@ -334,6 +330,33 @@ class RedisBroadcaster(Broadcaster):
                 # The connection is gone either way; what else happened (the
                 # cancellation) still propagates.
                 pass
+
+    @staticmethod
+    def flush_mark(token: str) -> str:
+        """A flush() marker as a room's payload: delivered to no client."""
+        return _FLUSH_MARK + token
+
+    # What differs on a Redis Cluster (see redis_cluster_broadcaster.py).
+    _publish_script = PUBLISH_SCRIPT
+
+    def _open_client(self) -> RedisClient:
+        """A client for one session (not connected yet)."""
+        return coredis.Redis.from_url(
+            self._url,
+            decode_responses=True,
+            retry_policy=NoRetryPolicy(),
+            client_name=self.client_name,
+            connect_timeout=REDIS_TIMEOUT,
+            stream_timeout=REDIS_TIMEOUT,
+        )
+
+    def _open_pubsub(self, client: Any) -> Any:
+        """The session's subscriber (an async context manager)."""
+        return client.pubsub(
+            ignore_subscribe_messages=True,
+            retry_policy=NoRetryPolicy(),
+            subscription_timeout=REDIS_TIMEOUT,
+        )
 
     def _connect(self, subscribed: set[str]) -> None:
         self._connected = True
@@ -374,7 +397,7 @@ class RedisBroadcaster(Broadcaster):
     def _channel(self, room: str) -> str:
         return RoomKeys.of(self._prefix, room).channel
 
-    async def _publish_batches(self, client: coredis.Redis[Any]) -> None:
+    async def _publish_batches(self, client: RedisClient) -> None:
         """Send everything queued as one pipelined batch, again and again:
         one publish script run per room, its payloads in the order they
         were queued (one PUBLISH, one Redis message per room per batch
@@ -393,7 +416,7 @@ class RedisBroadcaster(Broadcaster):
                         queued.outcome.resolve(PublishFailed("redis connection lost"))
                 raise
 
-    async def _publish_batch(self, client: coredis.Redis[Any], batch: deque[_Queued]) -> None:
+    async def _publish_batch(self, client: RedisClient, batch: deque[_Queued]) -> None:
         by_room: dict[str, list[_Queued]] = {}
         markers: list[str] = []
         for queued in batch:
@@ -415,7 +438,8 @@ class RedisBroadcaster(Broadcaster):
                 for queued in entries:
                     is_chat = queued.outcome is not None
                     args += ["c" if is_chat else "e", queued.payload, queued.dedupe_key]
-                runs.append((entries, pipe.evalsha(sha, [*keys.state, keys.channel], args)))
+                keys_used = [*keys.state, keys.channel, keys.replid]
+                runs.append((entries, pipe.evalsha(sha, keys_used, args)))
             if markers:
                 pipe.publish(self.control_channel, _PAYLOAD_SEPARATOR.join(markers))
         for entries, run in runs:

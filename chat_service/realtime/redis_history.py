@@ -31,14 +31,19 @@ __all__ = [
     "PUBLISH_SCRIPT",
     "READ_SCRIPT",
     "REDIS_DOWN",
+    "RedisClient",
     "RedisHistory",
     "RedisSession",
     "RoomKeys",
+    "publish_script",
 ]
 
 # What counts as "Redis is unavailable": coredis' own errors, its request
 # timeouts and socket errors. Anything else is a bug.
 REDIS_DOWN = (RedisError, TimeoutError, OSError)
+
+RedisClient = coredis.Redis[Any] | coredis.RedisCluster[Any]
+"""A single Redis or a Redis Cluster: the broadcaster's and history's commands work on both."""
 
 
 def _script(name: str) -> str:
@@ -47,7 +52,13 @@ def _script(name: str) -> str:
     return (folder / "room_state.lua").read_text() + (folder / name).read_text()
 
 
-PUBLISH_SCRIPT = _script("publish.lua")
+def publish_script(command: str) -> str:
+    """publish.lua, publishing with `command`: PUBLISH, or SPUBLISH (sharded
+    pub/sub, delivered within the room's shard) on a Redis Cluster."""
+    return f"local publish_command = '{command}'\n" + _script("publish.lua")
+
+
+PUBLISH_SCRIPT = publish_script("PUBLISH")
 READ_SCRIPT = _script("read.lua")
 
 
@@ -60,11 +71,15 @@ class RoomKeys:
     epoch: str
     history: str
     dedupe: str
+    replid: str
 
     @classmethod
     def of(cls, prefix: str, room: str) -> RoomKeys:
         tag = f"{prefix}{{{room}}}"
-        return cls(tag, f"{tag}:seq", f"{tag}:epoch", f"{tag}:history", f"{tag}:dedupe")
+        return cls(
+            tag,
+            *(f"{tag}:{what}" for what in ("seq", "epoch", "history", "dedupe", "replid")),
+        )
 
     @property
     def state(self) -> list[str]:
@@ -76,7 +91,7 @@ class RoomKeys:
 class RedisSession:
     """A live connection to Redis with the scripts loaded (their SHA1s)."""
 
-    client: coredis.Redis[Any]
+    client: RedisClient
     publish_sha: str
     read_sha: str
 
