@@ -1,0 +1,126 @@
+"""The terminal client against a live service: `python -m chat_service.client`
+processes, driven through pipes, and `python -m chat_service` servers."""
+
+from __future__ import annotations
+
+import port_for
+from pytest_redis.executor import RedisExecutor
+
+from ..client_process import client_process
+from ..redis_helpers import tcp_url
+from ..server_process import server_process
+
+# Reconnect quickly: the test waits for the restarted instance to be found.
+FAST = ("--reconnect-min", "0.1", "--reconnect-max", "0.5")
+
+
+async def test_two_clients_hold_a_conversation_through_their_pipes() -> None:
+    async with (
+        server_process() as server,
+        client_process(server.url("general"), "--user-id", "alice", "--json") as alice,
+        client_process(server.url("general"), "--user-id", "bob", "--json") as bob,
+        client_process(server.url("elsewhere"), "--json") as outsider,
+    ):
+        await alice.err.wait_for("connected as alice")
+        await bob.err.wait_for("connected as bob")
+        await outsider.err.wait_for("connected as anonymous")
+        await alice.say("hi bob")
+        await bob.wait_for_bodies("hi bob")
+        await bob.say("hi alice, <b>not bold</b>")
+        await alice.wait_for_bodies("hi bob", "hi alice, <b>not bold</b>")
+        await alice.end_input()
+        await bob.end_input()
+        await outsider.end_input()
+        assert await alice.wait_exit() == 0
+        assert await bob.wait_exit() == 0
+        assert await outsider.wait_exit() == 0
+    expected = [("alice", "hi bob", 1), ("bob", "hi alice, <b>not bold</b>", 2)]
+    for client in (alice, bob):
+        assert [(f["user_id"], f["body"], f["seq"]) for f in client.frames()] == expected
+    assert outsider.frames() == []
+
+
+async def test_lines_print_for_people_with_room_and_sender() -> None:
+    async with (
+        server_process() as server,
+        client_process(server.url("general"), "--user-id", "carol", "--once") as carol,
+    ):
+        await carol.say("a line with an \x1b[31mescape")
+        await carol.end_input()
+        assert await carol.wait_exit() == 0
+    # HH:MM:SS #room user: body, with the terminal escape written out.
+    assert len(carol.out.lines) == 1
+    assert carol.out.lines[0][8:] == " #general carol: a line with an \\u001b[31mescape"
+
+
+async def test_once_says_stdin_waits_for_its_echo_and_exits_0() -> None:
+    async with (
+        server_process() as server,
+        client_process(server.url("general"), "--json") as listener,
+    ):
+        await listener.err.wait_for("connected")
+        async with client_process(server.url("general"), "--once", "--json") as once:
+            await once.say("hi", "and bye")
+            await once.end_input()
+            assert await once.wait_exit() == 0
+        assert [f["body"] for f in once.frames()] == ["hi", "and bye"]
+        await listener.wait_for_bodies("hi", "and bye")
+
+
+async def test_once_exits_1_when_the_server_refuses_a_line() -> None:
+    async with (
+        server_process(MAX_BODY_CHARS="5") as server,
+        client_process(server.url("general"), "--once", "--json") as once,
+    ):
+        await once.say("far too long", "ok")
+        await once.end_input()
+        assert await once.wait_exit() == 1
+        await once.err.wait_for("error body_too_long")
+    assert [f["body"] for f in once.frames()] == ["ok"]
+
+
+async def test_a_refused_upgrade_exits_1_with_the_reason() -> None:
+    async with (
+        server_process(AUTH_ENABLED="true", AUTH_JWT_SECRET="s" * 32) as server,
+        client_process(server.url("general"), "--once", "--token", "not-a-jwt") as refused,
+    ):
+        await refused.end_input()
+        assert await refused.wait_exit() == 1
+        await refused.err.wait_for("refused: HTTP 401")
+
+
+async def test_a_restart_of_the_clients_instance_loses_nothing(
+    redis_server: RedisExecutor,
+) -> None:
+    """The listener's instance stops (1001) while the other instance carries
+    on; what was said meanwhile reaches the listener once it is back, via
+    `since`, exactly once and in order."""
+    redis = {"REDIS_URL": tcp_url(redis_server)}
+    port = str(port_for.select_random())
+    async with (
+        server_process(**redis) as other,
+        client_process(other.url("hall"), "--user-id", "sender", "--json") as sender,
+    ):
+        async with server_process(PORT=port, **redis) as first:
+            async with client_process(first.url("hall"), "--json", *FAST) as listener:
+                await listener.err.wait_for("connected")
+                await sender.say("before")
+                await listener.wait_for_bodies("before")
+                first.process.terminate()
+                assert await first.wait_exit() == 0
+                await listener.err.wait_for(r"disconnected \(1001\)")
+                await sender.say("while away 1", "while away 2")
+                await sender.wait_for_bodies("while away 1", "while away 2")
+                async with server_process(PORT=port, **redis):
+                    await listener.err.wait_for("recovered everything after seq 1")
+                    await sender.say("after")
+                    frames = await listener.wait_for_bodies("after")
+                    await listener.end_input()
+                    assert await listener.wait_exit() == 0
+        await sender.end_input()
+        assert await sender.wait_exit() == 0
+    assert [(f["seq"], f["body"]) for f in frames] == list(
+        enumerate(["before", "while away 1", "while away 2", "after"], start=1)
+    )
+    assert len([line for line in listener.err.lines if "connected as" in line]) == 2
+    assert not [line for line in listener.err.lines if "could not be recovered" in line]
