@@ -15,6 +15,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from ..realtime.grant import Grant
+
 if TYPE_CHECKING:
     from ..config import Config
 
@@ -43,13 +45,11 @@ def key_algorithm(public_key_pem: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Claims:
-    """What a verified token grants."""
+class Claims(Grant):
+    """What a verified token grants: a connection's `Grant` (`sub`, `rooms`,
+    `exp`), and its `scope` claim's space-separated words (RFC 8693)."""
 
-    user_id: str  # the `sub` claim
-    exp: int  # Unix seconds
-    rooms: tuple[str, ...] | None  # glob patterns; None: any room
-    scope: frozenset[str]  # the space-separated `scope` claim (RFC 8693)
+    scope: frozenset[str] = frozenset()
 
 
 def bearer_token(authorization: str, token_param: str = "") -> str:

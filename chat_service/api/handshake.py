@@ -99,7 +99,8 @@ REFUSALS: Final = (
         {
             "forbidden_origin": (
                 "ALLOWED_ORIGINS is set, and the request's Origin header is present and not listed"
-            )
+            ),
+            "forbidden_room": "(auth on) the token's `rooms` claim does not cover the path's room",
         },
     ),
     Refusal(

@@ -10,6 +10,7 @@ from quart import Response, jsonify, websocket
 from quart_trio import QuartTrio
 
 from ..realtime.capacity import AtCapacity
+from ..realtime.grant import FORBIDDEN_ROOM_DETAIL, Grant
 from ..realtime.message import DEFAULT_ROOM, is_valid_name
 from ..runtime import ChatRuntime
 from .auth import AuthError, TokenVerifier, bearer_token
@@ -75,11 +76,14 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
                 )
             except AuthError as exc:
                 return _refusal(401, "unauthorized", str(exc), **{"WWW-Authenticate": "Bearer"})
-            user_id = claims.user_id
+            if not claims.allows(room):
+                return _refusal(403, "forbidden_room", FORBIDDEN_ROOM_DETAIL)
+            grant: Grant = claims
         else:
-            user_id = websocket.args.get("user_id", "anonymous")
-            if not is_valid_name(user_id):
+            grant = Grant(websocket.args.get("user_id", "anonymous"))
+            if not is_valid_name(grant.user_id):
                 return _refusal(400, "invalid_user_id", f"a user_id is {_NAME_RULE}")
+        user_id = grant.user_id
         if runtime.draining:
             return _refusal(503, "shutting_down", "this instance is shutting down; reconnect")
         address = websocket.remote_addr or ""
@@ -94,6 +98,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
                 user_id=user_id,
                 batch=websocket.args.get("batch") == "1",
                 address=address,
+                grant=grant,
             )
         finally:
             runtime.capacity.release(user_id, address)
