@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .forwarded import Network, parse_trusted_proxies
@@ -26,8 +26,14 @@ _MIN_SECRET_BYTES = 32
 # The largest TCP_KEEPIDLE Linux accepts (MAX_TCP_KEEPIDLE); TCP_USER_TIMEOUT
 # shares the bound here, which keeps its milliseconds within a C int.
 _MAX_TCP_SECONDS = 32767
+# Clock skew tolerated on exp/nbf: synced clocks differ by far less; more
+# than a few minutes would quietly extend every token's life.
+_MAX_LEEWAY_SECONDS = 300.0
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
+
+
+_N = TypeVar("_N", int, float)
 
 
 class ConfigError(ValueError):
@@ -83,12 +89,20 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
-def _tcp_seconds(raw: str) -> int:
-    """Whole seconds for a TCP socket option: Linux takes at most 32767."""
-    value = _non_negative_int(raw)
-    if value > _MAX_TCP_SECONDS:
-        raise ValueError(f"must be at most {_MAX_TCP_SECONDS}")
-    return value
+def _at_most(parse: Callable[[str], _N], most: _N) -> Callable[[str], _N]:
+    """`parse`, refusing values above `most`."""
+
+    def bounded(raw: str) -> _N:
+        value = parse(raw)
+        if value > most:
+            raise ValueError(f"must be at most {most}")
+        return value
+
+    return bounded
+
+
+# Whole seconds for a TCP socket option: Linux takes at most 32767.
+_tcp_seconds = _at_most(_non_negative_int, _MAX_TCP_SECONDS)
 
 
 def _boolean(raw: str) -> bool:
@@ -183,6 +197,21 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _public_key_file(raw: str) -> str:
+    """The PEM text of the RSA or EC P-256 public key in file `raw` (empty: none)."""
+    if not raw:
+        return ""
+    from .api.auth import key_algorithm
+
+    try:
+        with open(raw, encoding="ascii") as file:
+            pem = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot be read ({exc})") from None
+    key_algorithm(pem)
+    return pem
+
+
 def _env(name: str, parse: Callable[[str], Any], default: Any) -> Any:
     """A dataclass field read from environment variable `name` by `parse`."""
     return field(default=default, metadata={"env": name, "parse": parse})
@@ -205,6 +234,16 @@ class Config:
     redis_reconnect_max: float = _env("REDIS_RECONNECT_MAX", _positive_float, 10.0)
     auth_enabled: bool = _env("AUTH_ENABLED", _boolean, False)
     auth_jwt_secret: str = _env("AUTH_JWT_SECRET", _text, "")
+    # The identity provider's PEM public key (RS256 or ES256), instead of the
+    # secret; the field holds the key itself, read once at start-up.
+    auth_jwt_public_key: str = _env("AUTH_JWT_PUBLIC_KEY_FILE", _public_key_file, "")
+    auth_jwt_audience: str = _env("AUTH_JWT_AUDIENCE", _text, "")
+    auth_jwt_issuer: str = _env("AUTH_JWT_ISSUER", _text, "")
+    # Seconds of clock skew between the token's issuer and us forgiven on
+    # exp and nbf: enough for NTP-synced hosts, too little to matter.
+    auth_leeway_seconds: float = _env(
+        "AUTH_LEEWAY_SECONDS", _at_most(_non_negative_float, _MAX_LEEWAY_SECONDS), 5.0
+    )
     log_level: str = _env("LOG_LEVEL", _log_level, "INFO")
     max_body_chars: int = _env("MAX_BODY_CHARS", _positive_int, 4096)
     # 64 KiB holds the largest legal chat frame (4096 chars, up to 4 UTF-8
@@ -303,9 +342,20 @@ class Config:
             raise ConfigError(
                 "REDIS_CLUSTER_URL: set either REDIS_URL or REDIS_CLUSTER_URL, not both"
             )
-        if self.auth_enabled and not self.auth_jwt_secret:
-            raise ConfigError("AUTH_JWT_SECRET: required when AUTH_ENABLED is true")
-        if self.auth_enabled and len(self.auth_jwt_secret.encode()) < _MIN_SECRET_BYTES:
+        if self.auth_jwt_secret and self.auth_jwt_public_key:
+            raise ConfigError(
+                "AUTH_JWT_PUBLIC_KEY_FILE: set either AUTH_JWT_SECRET or "
+                "AUTH_JWT_PUBLIC_KEY_FILE, not both"
+            )
+        if self.auth_enabled and not (self.auth_jwt_secret or self.auth_jwt_public_key):
+            raise ConfigError(
+                "AUTH_JWT_SECRET: required when AUTH_ENABLED is true (or AUTH_JWT_PUBLIC_KEY_FILE)"
+            )
+        if (
+            self.auth_enabled
+            and self.auth_jwt_secret
+            and len(self.auth_jwt_secret.encode()) < _MIN_SECRET_BYTES
+        ):
             raise ConfigError(
                 f"AUTH_JWT_SECRET: must be at least {_MIN_SECRET_BYTES} bytes for HS256 (RFC 7518)"
             )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from chat_service.config import Config, ConfigError, cluster_seeds
+
+from .tokens import ec_private_key, public_pem, rsa_private_key
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -158,3 +161,37 @@ def test_limit_defaults_and_values() -> None:
 def test_bad_limits_name_their_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=f"^{variable}"):
         Config.load({variable: value})
+
+
+def test_public_key_file_is_read_at_load(tmp_path: Path) -> None:
+    pem = public_pem(ec_private_key())
+    (tmp_path / "idp.pem").write_text(pem)
+    config = Config.load(
+        {
+            "AUTH_ENABLED": "true",
+            "AUTH_JWT_PUBLIC_KEY_FILE": str(tmp_path / "idp.pem"),
+            "AUTH_JWT_AUDIENCE": "chat",
+            "AUTH_JWT_ISSUER": "https://idp.example.com/",
+            "AUTH_LEEWAY_SECONDS": "10",
+        }
+    )
+    assert config.auth_jwt_public_key == pem
+    assert (config.auth_jwt_audience, config.auth_jwt_issuer) == (
+        "chat",
+        "https://idp.example.com/",
+    )
+    assert config.auth_leeway_seconds == 10
+
+
+def test_bad_public_keys_name_their_variable(tmp_path: Path) -> None:
+    (tmp_path / "secret.pem").write_text("not a key")
+    (tmp_path / "rsa.pem").write_text(public_pem(rsa_private_key()))
+    for environ in (
+        {"AUTH_JWT_PUBLIC_KEY_FILE": str(tmp_path / "missing.pem")},
+        {"AUTH_JWT_PUBLIC_KEY_FILE": str(tmp_path / "secret.pem")},
+        {"AUTH_JWT_PUBLIC_KEY_FILE": str(tmp_path / "rsa.pem"), "AUTH_JWT_SECRET": "s" * 32},
+    ):
+        with pytest.raises(ConfigError, match=r"^AUTH_JWT_PUBLIC_KEY_FILE"):
+            Config.load(environ)
+    with pytest.raises(ConfigError, match=r"^AUTH_LEEWAY_SECONDS"):
+        Config.load({"AUTH_LEEWAY_SECONDS": "3600"})

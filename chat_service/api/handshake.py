@@ -28,9 +28,12 @@ WS_PATH: Final = f"{API_PREFIX}/ws"
 Schema = dict[str, Any]
 
 AUTH_DESCRIPTION: Final = (
-    "Only when AUTH_ENABLED=true, in the upgrade request: an HS256 JWT signed with "
-    "AUTH_JWT_SECRET, as `Authorization: Bearer <jwt>` or the `token` query parameter; "
-    "`exp` is enforced and `sub` becomes the user_id. Without auth, neither is needed."
+    "Only when AUTH_ENABLED=true, in the upgrade request: a JWT, as "
+    "`Authorization: Bearer <jwt>` or the `token` query parameter; HS256 with "
+    "AUTH_JWT_SECRET, or RS256/ES256 with the public key in AUTH_JWT_PUBLIC_KEY_FILE. "
+    "`exp` (and `nbf`) are enforced within AUTH_LEEWAY_SECONDS, `aud`/`iss` checked when "
+    "AUTH_JWT_AUDIENCE/AUTH_JWT_ISSUER are set, and `sub` becomes the user_id. "
+    "Without auth, neither is needed."
 )
 
 QUERY_PARAMETERS: Final[dict[str, Schema]] = {
@@ -45,7 +48,7 @@ QUERY_PARAMETERS: Final[dict[str, Schema]] = {
         "type": "string",
         "description": (
             "A JWT, when AUTH_ENABLED=true and the client cannot set the Authorization "
-            "header (browsers): HS256, `exp` enforced, `sub` becomes the user_id."
+            "header (browsers); checked as the Authorization header's would be."
         ),
     },
     "batch": {
@@ -85,7 +88,8 @@ REFUSALS: Final = (
         401,
         {
             "unauthorized": (
-                "(auth on) the JWT is missing, malformed, badly signed or expired; "
+                "(auth on) the JWT is missing, malformed, badly signed, expired, not yet "
+                "valid, or for another audience or issuer; "
                 "with `WWW-Authenticate: Bearer`"
             )
         },
@@ -95,7 +99,8 @@ REFUSALS: Final = (
         {
             "forbidden_origin": (
                 "ALLOWED_ORIGINS is set, and the request's Origin header is present and not listed"
-            )
+            ),
+            "forbidden_room": "(auth on) the token's `rooms` claim does not cover the path's room",
         },
     ),
     Refusal(

@@ -10,9 +10,10 @@ from quart import Response, jsonify, websocket
 from quart_trio import QuartTrio
 
 from ..realtime.capacity import AtCapacity
+from ..realtime.grant import FORBIDDEN_ROOM_DETAIL, Grant
 from ..realtime.message import DEFAULT_ROOM, is_valid_name
 from ..runtime import ChatRuntime
-from .auth import AuthError, authenticate
+from .auth import AuthError, TokenVerifier, bearer_token
 from .docs import register_docs
 from .handshake import WS_PATH
 
@@ -56,6 +57,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
         return response
 
     allowed_origins = runtime.config.allowed_origins
+    verifier = TokenVerifier(runtime.config) if runtime.handler_config.auth_required else None
 
     async def chat(room: str) -> Response | None:
         origin = websocket.headers.get("Origin")
@@ -65,19 +67,23 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
             return _refusal(400, "invalid_room", f"a room name is {_NAME_RULE}")
         if not _is_valid_websocket_key(websocket.headers.get("Sec-WebSocket-Key", "")):
             return _refusal(400, "invalid_handshake", "Sec-WebSocket-Key is not 16 bytes in base64")
-        if runtime.handler_config.auth_required:
+        if verifier is not None:
             try:
-                user_id = authenticate(
-                    websocket.headers.get("Authorization", ""),
-                    websocket.args.get("token", ""),
-                    runtime.config.auth_jwt_secret,
+                claims = verifier.verify(
+                    bearer_token(
+                        websocket.headers.get("Authorization", ""), websocket.args.get("token", "")
+                    )
                 )
             except AuthError as exc:
                 return _refusal(401, "unauthorized", str(exc), **{"WWW-Authenticate": "Bearer"})
+            if not claims.allows(room):
+                return _refusal(403, "forbidden_room", FORBIDDEN_ROOM_DETAIL)
+            grant: Grant = claims
         else:
-            user_id = websocket.args.get("user_id", "anonymous")
-            if not is_valid_name(user_id):
+            grant = Grant(websocket.args.get("user_id", "anonymous"))
+            if not is_valid_name(grant.user_id):
                 return _refusal(400, "invalid_user_id", f"a user_id is {_NAME_RULE}")
+        user_id = grant.user_id
         if runtime.draining:
             return _refusal(503, "shutting_down", "this instance is shutting down; reconnect")
         address = websocket.remote_addr or ""
@@ -92,6 +98,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
                 user_id=user_id,
                 batch=websocket.args.get("batch") == "1",
                 address=address,
+                grant=grant,
             )
         finally:
             runtime.capacity.release(user_id, address)

@@ -12,6 +12,7 @@ import trio
 
 from .close_codes import CloseCode
 from .flush import FlushTicker
+from .grant import Grant
 
 __all__ = ["Connection", "Transport"]
 
@@ -48,6 +49,7 @@ class Connection:
         room: str,
         user_id: str,
         send_queue_size: int,
+        grant: Grant | None = None,
         heartbeat_deadline: float,
         batch: bool = False,
         flush_ticker: FlushTicker | None = None,
@@ -57,6 +59,8 @@ class Connection:
         self.room = room
         self.rooms: set[str] = set()
         self.user_id = user_id
+        # What its token allows (rooms, expiry); a refresh replaces it.
+        self.grant = Grant(user_id) if grant is None else grant
         self.address = address  # the client's IP (as forwarded by a trusted proxy)
         self.queue_size = send_queue_size
         self.batch = batch

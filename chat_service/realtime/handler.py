@@ -15,6 +15,7 @@ from ..config import Config
 from .broadcaster import Broadcaster
 from .close_codes import CloseCode
 from .connection import Connection, Transport
+from .grant import FORBIDDEN_ROOM_DETAIL, Grant
 from .hub import Hub
 from .message import (
     PROTOCOL_VERSION,
@@ -111,9 +112,11 @@ class Handler:
         batch: bool,
         since: Since | None = None,
         address: str = "",
+        grant: Grant | None = None,
     ) -> None:
-        """Serve one client (from IP `address`), subscribed to `room`
-        (recovering from `since`) to begin with, until it leaves or is closed.
+        """Serve one client (from IP `address`, allowed what `grant` allows:
+        default, everything), subscribed to `room` (recovering from `since`)
+        to begin with, until it leaves or is closed.
 
         Closes the WebSocket with the protocol's code for why it ended; an
         exception in this connection's handling (hooks included) is logged
@@ -130,6 +133,7 @@ class Handler:
             heartbeat_deadline=self._config.heartbeat_deadline,
             flush_ticker=self._hub.flush_ticker,
             address=address,
+            grant=grant,
         )
         joined = False
         try:
@@ -214,6 +218,7 @@ class Handler:
         # A Pong needs nothing more: receiving it already reset the heartbeat deadline.
 
     async def _subscribe(self, conn: Connection, request: Subscribe) -> None:
+        _check_allowed(conn, request.room)
         if request.room in conn.rooms:
             raise FrameError(ErrorCode.INVALID_MESSAGE, "already subscribed", request.room)
         limit = self._config.max_rooms_per_connection
@@ -225,6 +230,7 @@ class Handler:
 
     async def _publish_chat(self, conn: Connection, request: ChatRequest) -> None:
         room = conn.room if request.room is None else request.room
+        _check_allowed(conn, room)
         if room not in conn.rooms:
             raise FrameError(ErrorCode.NOT_SUBSCRIBED, "subscribe to the room first", room)
         message = await self._hooks.on_message(
@@ -251,3 +257,8 @@ class Handler:
         await self._broadcaster.publish_chat(
             room, message.encode(), sender=sender, on_duplicate=conn.enqueue
         )
+
+
+def _check_allowed(conn: Connection, room: str) -> None:
+    if not conn.grant.allows(room):
+        raise FrameError(ErrorCode.FORBIDDEN_ROOM, FORBIDDEN_ROOM_DETAIL, room)

@@ -85,6 +85,7 @@ class ErrorCode(StrEnum):
     INVALID_ROOM = "invalid_room"
     NOT_SUBSCRIBED = "not_subscribed"
     TOO_MANY_ROOMS = "too_many_rooms"
+    FORBIDDEN_ROOM = "forbidden_room"
 
 
 class FrameError(Exception):

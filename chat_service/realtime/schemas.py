@@ -65,6 +65,9 @@ ERROR_CODE_MEANINGS: Final[dict[ErrorCode, str]] = {
         "a `chat` to, or an `unsubscribe` from, a room this socket is not subscribed to"
     ),
     ErrorCode.TOO_MANY_ROOMS: "a `subscribe` past MAX_ROOMS_PER_CONNECTION rooms",
+    ErrorCode.FORBIDDEN_ROOM: (
+        "(auth on) a `subscribe` or `chat` to a room the token's `rooms` claim does not cover"
+    ),
 }
 
 
