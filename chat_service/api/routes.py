@@ -13,7 +13,7 @@ from ..realtime.capacity import AtCapacity
 from ..realtime.grant import FORBIDDEN_ROOM_DETAIL, Grant
 from ..realtime.message import DEFAULT_ROOM, is_valid_name
 from ..runtime import ChatRuntime
-from .auth import AuthError, TokenVerifier, bearer_token
+from .auth import AuthError, bearer_token
 from .docs import register_docs
 from .handshake import WS_PATH
 
@@ -57,7 +57,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
         return response
 
     allowed_origins = runtime.config.allowed_origins
-    verifier = TokenVerifier(runtime.config) if runtime.handler_config.auth_required else None
+    verifier = runtime.verifier
 
     async def chat(room: str) -> Response | None:
         origin = websocket.headers.get("Origin")
