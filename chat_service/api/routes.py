@@ -13,6 +13,7 @@ from ..realtime.capacity import AtCapacity
 from ..realtime.grant import FORBIDDEN_ROOM_DETAIL, Grant
 from ..realtime.message import DEFAULT_ROOM, is_valid_name
 from ..runtime import ChatRuntime
+from ..web import register_page
 from .auth import AuthError, TokenVerifier, bearer_token
 from .docs import register_docs
 from .handshake import WS_PATH
@@ -39,7 +40,8 @@ def _is_valid_websocket_key(key: str) -> bool:
 
 
 def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
-    """Mount the health, readiness, API documents and chat WebSocket routes on `app`."""
+    """Mount the chat page, health, readiness, API documents and chat WebSocket routes on `app`."""
+    register_page(app)
     register_docs(app)
 
     @app.get("/healthz")
