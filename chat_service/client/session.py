@@ -166,6 +166,8 @@ class Session:
             cursor.seq = int(frame.get("seq") or 0)
         newly = room not in self._joined
         self._joined.add(room)
+        if newly:
+            self.reporter.notice(f"#{room}: joined")
         if room != self.path_room or not newly:
             return []  # a renewed `subscribed` (history lost) needs nothing sent
         self.has_joined = True

@@ -109,6 +109,9 @@ def test_two_pages_chat_and_a_page_in_another_room_sees_none_of_it(
         expect_bodies(alice, "general", ["hi bob", "hi alice"])
         expect_bodies(bob, "general", ["hi bob", "hi alice"])
         expect(alice.locator('.log[data-room="general"] .msg .who')).to_have_text(["alice", "bob"])
+        # Bob joined after Alice: his page lists both of them as here.
+        expect(bob.locator("#people-title")).to_have_text("Here (2)")
+        expect(bob.locator("#members li")).to_have_text(["alice", "bob"])
         # Carol's own message reaches her after theirs were published: had
         # theirs been sent to her, they would be there by now.
         say(carol, "anyone?")
@@ -167,6 +170,31 @@ def test_pages_reconnect_after_a_restart_say_so_and_miss_nothing(
             for page in (alice, bob, carol):
                 expect_bodies(page, "hall", expected)
             assert alice.locator(".gap").count() == 0
+
+
+def test_a_page_marks_where_history_could_not_be_recovered(open_page: OpenPage) -> None:
+    """Without Redis a restarted instance starts every room in a new epoch:
+    what was said before cannot be recovered, and the page says where."""
+    port = str(port_for.select_random())
+    with live_service(PORT=port) as service:
+        alice = open_page(service, "alice", "general")
+        say(alice, "before the restart")
+        expect_bodies(alice, "general", ["before the restart"])
+    with live_service(PORT=port):
+        expect(alice.locator("#status")).to_have_text(
+            "Connected as alice", timeout=RECONNECT * 1000
+        )
+        gap = alice.locator('.log[data-room="general"] .gap')
+        expect(gap).to_have_text(
+            "Messages from before this point could not be recovered (epoch_changed);"
+            " some may be missing."
+        )
+        say(alice, "after it")
+        expect_bodies(alice, "general", ["before the restart", "after it"])
+        # The marker stands between the two.
+        items = alice.locator('.log[data-room="general"] > li')
+        expect(items).to_have_count(3)
+        assert items.nth(1).get_attribute("class") == "gap"
 
 
 def test_a_page_in_two_rooms_counts_what_it_has_not_read(open_page: OpenPage) -> None:
