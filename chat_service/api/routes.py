@@ -17,6 +17,7 @@ from ..web import register_page
 from .auth import AuthError, bearer_token
 from .docs import register_docs
 from .handshake import WS_PATH
+from .query import BadParameter, since_parameters
 
 __all__ = ["WS_PATH", "register_routes"]
 
@@ -69,6 +70,10 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
             return _refusal(400, "invalid_room", f"a room name is {_NAME_RULE}")
         if not _is_valid_websocket_key(websocket.headers.get("Sec-WebSocket-Key", "")):
             return _refusal(400, "invalid_handshake", "Sec-WebSocket-Key is not 16 bytes in base64")
+        try:
+            since = since_parameters(websocket.args)
+        except BadParameter as exc:
+            return _refusal(400, exc.error, exc.detail)
         if verifier is not None:
             try:
                 claims = verifier.verify(
@@ -99,6 +104,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
                 room=room,
                 user_id=user_id,
                 batch=websocket.args.get("batch") == "1",
+                since=since,
                 address=address,
                 grant=grant,
             )
