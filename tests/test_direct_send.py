@@ -1,7 +1,7 @@
 """The direct path of fan-out (frames written from the publishing task while
 a connection has nothing queued) and its fallback: a client whose socket
 fills in the middle of a frame still gets every frame whole and in order,
-plain or compressed."""
+plain or compressed, batched or not."""
 
 from __future__ import annotations
 
@@ -28,19 +28,22 @@ def _body(n: int) -> str:
     return f"{n}:" + secrets.token_hex(BODY_CHARS // 2 - 8)
 
 
-async def _receive(ws: RawWebSocket, inflater: zlib._Decompress | None) -> dict[str, object]:
-    frame = await ws.receive_frame()
-    assert frame is not None
-    opcode, payload = frame
+async def _receive(ws: RawWebSocket, inflater: zlib._Decompress | None) -> list[dict[str, str]]:
+    """The frames of the next WebSocket message (several when batched)."""
+    message = await ws.receive_frame()
+    assert message is not None
+    opcode, payload = message
     assert opcode == TEXT
     if inflater is not None:
         payload = inflater.decompress(payload + b"\x00\x00\xff\xff")
-    return dict(json.loads(payload))
+    return [json.loads(line) for line in payload.split(b"\n")]
 
 
-@pytest.mark.parametrize("compressed", [False, True])
+@pytest.mark.parametrize(
+    ("compressed", "batch"), [(False, False), (True, False), (False, True), (True, True)]
+)
 async def test_a_reader_whose_socket_fills_gets_every_frame_whole_and_in_order(
-    start_server: StartServer, compressed: bool
+    start_server: StartServer, compressed: bool, batch: bool
 ) -> None:
     server = await start_server(
         send_queue_size=1000,
@@ -49,12 +52,14 @@ async def test_a_reader_whose_socket_fills_gets_every_frame_whole_and_in_order(
         join_leave_events=False,
         ws_compression=compressed,
     )
-    path = f"/api/chat-api/ws/{ROOM}"
+    path = f"/api/chat-api/ws/{ROOM}" + ("?batch=1" if batch else "")
     offer = DEFLATE_OFFER if compressed else ""
     async with raw_websocket(server.port, path, receive_buffer=4096, extra_headers=offer) as slow:
         inflater = zlib.decompressobj(-15) if compressed else None
-        assert (await _receive(slow, inflater))["type"] == "welcome"
-        assert (await _receive(slow, inflater))["type"] == "subscribed"
+        greeting = await _receive(slow, inflater)
+        if len(greeting) == 1:
+            greeting += await _receive(slow, inflater)
+        assert [frame["type"] for frame in greeting] == ["welcome", "subscribed"]
         (conn,) = server.runtime.hub.connections()
         sent: list[str] = []
         async with connect(server.url(ROOM)) as sender:
@@ -64,6 +69,8 @@ async def test_a_reader_whose_socket_fills_gets_every_frame_whole_and_in_order(
                     await sender.send({"body": body})
                     assert (await sender.receive_type("chat"))["body"] == body
                     sent.append(body)
+            received: list[str] = []
             with trio.fail_after(WAIT):
-                received = [(await _receive(slow, inflater))["body"] for _ in sent]
+                while len(received) < len(sent):
+                    received += [frame["body"] for frame in await _receive(slow, inflater)]
     assert received == sent
