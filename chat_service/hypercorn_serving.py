@@ -69,8 +69,10 @@ _PROTOCOL_ERRORS = (h11.ProtocolError, wsproto.utilities.ProtocolError, h2.excep
 KEEPALIVE_INTERVAL_SECONDS = 5
 KEEPALIVE_PROBES = 3
 
-# The TCP connection whose bytes are being handled: its WebSocket stream
-# (created while handling them, in the connection's task) writes through it.
+# The TCP connection of the running task (its own, or the app's it started):
+# an accepted WebSocket stream writes through it. Not kept on the stream,
+# which would make a reference cycle (server -> protocol -> stream -> server)
+# that only the garbage collector frees.
 _CURRENT_SERVER: ContextVar[ContainedTCPServer | None] = ContextVar("_CURRENT_SERVER", default=None)
 
 
@@ -197,10 +199,6 @@ class ChatWSStream(WSStream):
     extension `DIRECT_SEND`.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._server = _CURRENT_SERVER.get()
-
     async def _accept(self, message: WebsocketAcceptEvent) -> None:
         assert isinstance(self.config, ServingConfig)
         if not self.config.websocket_compression:
@@ -210,7 +208,7 @@ class ChatWSStream(WSStream):
             await super()._accept(message)
         finally:
             INFLATE_LIMIT.reset(limit)
-        server = self._server
+        server = _CURRENT_SERVER.get()  # the app's task runs in its connection's context
         if server is not None and isinstance(server.stream, trio.SocketStream):
             self.scope["extensions"][DIRECT_SEND] = DirectSend(
                 self.connection,
