@@ -12,6 +12,7 @@ from .config import Config
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
 from .realtime.capacity import Capacity
 from .realtime.history import History, MemoryHistory
+from .realtime.presence import Presence
 from .realtime.redis_broadcaster import RedisBroadcaster
 from .realtime.redis_cluster_broadcaster import RedisClusterBroadcaster
 from .task_count import TaskCounter
@@ -56,11 +57,15 @@ class ChatRuntime:
     ) -> None:
         self.config = config
         self.broadcaster, self.history = make_broadcaster(config)
+        self.presence = Presence(
+            interval=config.presence_interval, list_max=config.presence_list_max
+        )
         self.hub = Hub(
             self.broadcaster,
             self.history,
             heartbeat_interval=config.heartbeat_interval,
             batch_window=config.batch_window,
+            presence=self.presence,
         )
         self.capacity = Capacity(
             max_connections=config.max_connections,
@@ -86,7 +91,7 @@ class ChatRuntime:
         return self.broadcaster.unready_reason
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the broadcaster and the hub until cancelled.
+        """Run the broadcaster, the hub and presence diffs until cancelled.
 
         Reports `started()` once both have started; while it runs, `tasks`
         counts the process's live tasks. An exception in either
@@ -98,6 +103,8 @@ class ChatRuntime:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.broadcaster.run, self.hub.deliver, self.hub.epoch_seen)
                 await nursery.start(self.hub.run)
+                if self.config.presence_events:
+                    await nursery.start(self.presence.run, self.hub.offer)
                 self._started = True
                 task_status.started()
         finally:
