@@ -18,7 +18,6 @@ from ..realtime.history import HistoryUnavailable, Page
 from ..realtime.message import MAX_SEQ, frame_seq
 from ..runtime import ChatRuntime
 from .access import Refused, check_room, room_claims
-from .auth import TokenVerifier
 from .handshake import API_PREFIX
 from .query import integer_parameter
 
@@ -56,11 +55,10 @@ def page_body(room: str, page: Page) -> dict[str, Any]:
     }
 
 
-def register_history_routes(
-    app: QuartTrio, runtime: ChatRuntime, verifier: TokenVerifier | None
-) -> None:
+def register_history_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
     """Mount `GET MESSAGES_RULE` on `app`, reading `runtime.history`;
-    `verifier` checks tokens (None: auth off, anyone may read)."""
+    `runtime.verifier` checks tokens (None: auth off, anyone may read)."""
+    verifier = runtime.verifier
 
     @app.get(MESSAGES_RULE)
     async def room_messages(room: str) -> Response:

@@ -15,7 +15,6 @@ from ..realtime.message import DEFAULT_ROOM, Since, is_valid_name
 from ..runtime import ChatRuntime
 from ..web import register_page
 from .access import NAME_RULE, Refused, check_room, refusal, room_claims
-from .auth import TokenVerifier
 from .docs import register_docs
 from .handshake import WS_PATH
 from .history_routes import register_history_routes
@@ -54,8 +53,8 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
         return response
 
     allowed_origins = runtime.config.allowed_origins
-    verifier = TokenVerifier(runtime.config) if runtime.handler_config.auth_required else None
-    register_history_routes(app, runtime, verifier)
+    verifier = runtime.verifier
+    register_history_routes(app, runtime)
 
     def admit(room: str) -> tuple[Grant, Since | None]:
         """Who the upgrade request is and where it recovers `room` from.
