@@ -9,13 +9,14 @@ from typing import Any
 from quart import Response, jsonify, websocket
 from quart_trio import QuartTrio
 
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..realtime.capacity import AtCapacity
 from ..realtime.grant import FORBIDDEN_ROOM_DETAIL, Grant
 from ..realtime.message import DEFAULT_ROOM, is_valid_name
 from ..runtime import ChatRuntime
 from .auth import AuthError, TokenVerifier, bearer_token
 from .docs import register_docs
-from .handshake import WS_PATH
+from .handshake import METRICS_PATH, WS_PATH
 
 __all__ = ["WS_PATH", "register_routes"]
 
@@ -38,8 +39,15 @@ def _is_valid_websocket_key(key: str) -> bool:
 
 
 def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
-    """Mount the health, readiness, API documents and chat WebSocket routes on `app`."""
+    """Mount the health, readiness, metrics, API documents and chat
+    WebSocket routes on `app`."""
     register_docs(app)
+    metrics = runtime.metrics
+
+    @app.get(METRICS_PATH)
+    async def metrics_text() -> Response:
+        """Every metric of this instance, in Prometheus' text format."""
+        return Response(metrics.render(), content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -56,17 +64,21 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
         response.status_code = 503
         return response
 
+    def refuse(status: int, error: str, detail: str, **headers: str) -> Response:
+        metrics.connections_refused.labels(error).inc()
+        return _refusal(status, error, detail, **headers)
+
     allowed_origins = runtime.config.allowed_origins
     verifier = TokenVerifier(runtime.config) if runtime.handler_config.auth_required else None
 
     async def chat(room: str) -> Response | None:
         origin = websocket.headers.get("Origin")
         if allowed_origins and origin is not None and origin.lower() not in allowed_origins:
-            return _refusal(403, "forbidden_origin", "this Origin may not open a chat WebSocket")
+            return refuse(403, "forbidden_origin", "this Origin may not open a chat WebSocket")
         if not is_valid_name(room):
-            return _refusal(400, "invalid_room", f"a room name is {_NAME_RULE}")
+            return refuse(400, "invalid_room", f"a room name is {_NAME_RULE}")
         if not _is_valid_websocket_key(websocket.headers.get("Sec-WebSocket-Key", "")):
-            return _refusal(400, "invalid_handshake", "Sec-WebSocket-Key is not 16 bytes in base64")
+            return refuse(400, "invalid_handshake", "Sec-WebSocket-Key is not 16 bytes in base64")
         if verifier is not None:
             try:
                 claims = verifier.verify(
@@ -75,22 +87,22 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
                     )
                 )
             except AuthError as exc:
-                return _refusal(401, "unauthorized", str(exc), **{"WWW-Authenticate": "Bearer"})
+                return refuse(401, "unauthorized", str(exc), **{"WWW-Authenticate": "Bearer"})
             if not claims.allows(room):
-                return _refusal(403, "forbidden_room", FORBIDDEN_ROOM_DETAIL)
+                return refuse(403, "forbidden_room", FORBIDDEN_ROOM_DETAIL)
             grant: Grant = claims
         else:
             grant = Grant(websocket.args.get("user_id", "anonymous"))
             if not is_valid_name(grant.user_id):
-                return _refusal(400, "invalid_user_id", f"a user_id is {_NAME_RULE}")
+                return refuse(400, "invalid_user_id", f"a user_id is {_NAME_RULE}")
         user_id = grant.user_id
         if runtime.draining:
-            return _refusal(503, "shutting_down", "this instance is shutting down; reconnect")
+            return refuse(503, "shutting_down", "this instance is shutting down; reconnect")
         address = websocket.remote_addr or ""
         try:
             runtime.capacity.acquire(user_id, address)
         except AtCapacity as exc:
-            return _refusal(exc.status, exc.error, exc.detail)
+            return refuse(exc.status, exc.error, exc.detail)
         try:
             await runtime.handler.handle(
                 websocket._get_current_object(),  # type: ignore[attr-defined]

@@ -14,7 +14,14 @@ from typing import Any, Final
 
 from ..realtime.message import DEFAULT_ROOM
 from ..realtime.schemas import NAME_SCHEMA
-from .handshake import API_PREFIX, AUTH_DESCRIPTION, QUERY_PARAMETERS, REFUSALS, WS_PATH
+from .handshake import (
+    API_PREFIX,
+    AUTH_DESCRIPTION,
+    METRICS_PATH,
+    QUERY_PARAMETERS,
+    REFUSALS,
+    WS_PATH,
+)
 
 __all__ = [
     "ASYNCAPI_PATH",
@@ -132,6 +139,25 @@ def _health_paths() -> Schema:
                 },
             },
         ),
+    }
+
+
+def _metrics_paths() -> Schema:
+    return {
+        METRICS_PATH: _get(
+            "Health",
+            "metrics",
+            "This instance's metrics, for Prometheus",
+            {
+                "200": {
+                    "description": (
+                        "Every metric in Prometheus' text exposition format (version 0.0.4); "
+                        "the README lists them"
+                    ),
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        )
     }
 
 
@@ -285,6 +311,7 @@ def build_openapi() -> dict[str, Any]:
             WS_PATH: _websocket_operation(named_room=False),
             f"{WS_PATH}/{{room}}": _websocket_operation(named_room=True),
             **_health_paths(),
+            **_metrics_paths(),
             **_documentation_paths(),
         },
         "components": {
