@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import trio
 
+from .api.auth import TokenVerifier
 from .config import Config
 from .metrics import Metrics
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
@@ -78,7 +79,15 @@ class ChatRuntime:
         else:
             handler_config = make_handler_config(self.broadcaster)
         self.handler_config = handler_config
-        self.handler = Handler(self.hub, handler_config, config, self.metrics)
+        # Checks every token (upgrades, refreshes, HTTP requests); None: auth off.
+        self.verifier = TokenVerifier(config) if handler_config.auth_required else None
+        self.handler = Handler(
+            self.hub,
+            handler_config,
+            config,
+            self.metrics,
+            verify_token=None if self.verifier is None else self.verifier.verify,
+        )
         self.draining = False
         self.tasks = TaskCounter()
         self._started = False

@@ -14,9 +14,11 @@ from ..realtime.capacity import AtCapacity
 from ..realtime.grant import FORBIDDEN_ROOM_DETAIL, Grant
 from ..realtime.message import DEFAULT_ROOM, is_valid_name
 from ..runtime import ChatRuntime
-from .auth import AuthError, TokenVerifier, bearer_token
+from ..web import register_page
+from .auth import AuthError, bearer_token
 from .docs import register_docs
 from .handshake import METRICS_PATH, WS_PATH
+from .query import BadParameter, since_parameters
 
 __all__ = ["WS_PATH", "register_routes"]
 
@@ -39,8 +41,9 @@ def _is_valid_websocket_key(key: str) -> bool:
 
 
 def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
-    """Mount the health, readiness, metrics, API documents and chat
-    WebSocket routes on `app`."""
+    """Mount the chat page, health, readiness, metrics, API documents and
+    chat WebSocket routes on `app`."""
+    register_page(app)
     register_docs(app)
     metrics = runtime.metrics
 
@@ -69,7 +72,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
         return _refusal(status, error, detail, **headers)
 
     allowed_origins = runtime.config.allowed_origins
-    verifier = TokenVerifier(runtime.config) if runtime.handler_config.auth_required else None
+    verifier = runtime.verifier
 
     async def chat(room: str) -> Response | None:
         origin = websocket.headers.get("Origin")
@@ -79,6 +82,10 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
             return refuse(400, "invalid_room", f"a room name is {_NAME_RULE}")
         if not _is_valid_websocket_key(websocket.headers.get("Sec-WebSocket-Key", "")):
             return refuse(400, "invalid_handshake", "Sec-WebSocket-Key is not 16 bytes in base64")
+        try:
+            since = since_parameters(websocket.args)
+        except BadParameter as exc:
+            return refuse(400, exc.error, exc.detail)
         if verifier is not None:
             try:
                 claims = verifier.verify(
@@ -109,6 +116,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
                 room=room,
                 user_id=user_id,
                 batch=websocket.args.get("batch") == "1",
+                since=since,
                 address=address,
                 grant=grant,
             )

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from ..realtime.message import DEFAULT_ROOM
 from ..realtime.schemas import NAME_SCHEMA
+from ..web import PAGE_ASSETS, PAGE_ASSETS_PATH, PAGE_PATH
 from .handshake import (
     API_PREFIX,
     AUTH_DESCRIPTION,
@@ -47,6 +48,7 @@ DOCS_ASSETS: Final = {
 }
 
 _WEBSOCKET_TAG: Final = "WebSocket"
+_PAGE_TAG: Final = "Chat page"
 
 _DESCRIPTION: Final = f"""\
 A real-time chat server: clients join a room over a WebSocket and every chat
@@ -191,28 +193,54 @@ def _documentation_paths() -> Schema:
                 }
             },
         ),
-        f"{DOCS_PATH}/{{asset}}": _get(
-            "Documentation",
-            "docsAsset",
-            "A file the docs page loads",
+        f"{DOCS_PATH}/{{asset}}": _asset(
+            "Documentation", "docsAsset", "A file the docs page loads", DOCS_ASSETS
+        ),
+    }
+
+
+def _asset(tag: str, operation_id: str, summary: str, assets: dict[str, str]) -> Schema:
+    """GET of one of a page's files, named in the path (`assets`: name -> media type)."""
+    return _get(
+        tag,
+        operation_id,
+        summary,
+        {
+            "200": {
+                "description": "The file",
+                "content": {media: {} for media in sorted(set(assets.values()))},
+            },
+            "404": {
+                "description": "No such file",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+        },
+        parameters=[
+            {
+                "name": "asset",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "enum": list(assets)},
+            }
+        ],
+    )
+
+
+def _page_paths() -> Schema:
+    return {
+        PAGE_PATH: _get(
+            _PAGE_TAG,
+            "chatPage",
+            "The chat page: rooms, messages and people, in the browser (served by this service)",
             {
                 "200": {
-                    "description": "The file",
-                    "content": {media: {} for media in sorted(set(DOCS_ASSETS.values()))},
-                },
-                "404": {
-                    "description": "No such file",
+                    "description": "The page",
                     "content": {"text/html": {"schema": {"type": "string"}}},
-                },
-            },
-            parameters=[
-                {
-                    "name": "asset",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "enum": list(DOCS_ASSETS)},
                 }
-            ],
+            },
+        ),
+        f"{PAGE_ASSETS_PATH}/{{asset}}": _asset(
+            _PAGE_TAG, "chatPageAsset", "A file the chat page loads", PAGE_ASSETS
         ),
     }
 
@@ -306,6 +334,7 @@ def build_openapi() -> dict[str, Any]:
             {"name": _WEBSOCKET_TAG, "description": "Real-time WebSocket endpoints"},
             {"name": "Health", "description": "Liveness and readiness for orchestrators"},
             {"name": "Documentation", "description": "The API documents and their page"},
+            {"name": _PAGE_TAG, "description": "A chat page for people, on the public protocol"},
         ],
         "paths": {
             WS_PATH: _websocket_operation(named_room=False),
@@ -313,6 +342,7 @@ def build_openapi() -> dict[str, Any]:
             **_health_paths(),
             **_metrics_paths(),
             **_documentation_paths(),
+            **_page_paths(),
         },
         "components": {
             "securitySchemes": {

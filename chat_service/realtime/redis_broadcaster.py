@@ -314,7 +314,6 @@ class RedisBroadcaster(Broadcaster):
         Cancellation closes the session's connections."""
         client = self._open_client()
         async with client:
-            await client.ping()
             self._session = RedisSession(
                 client,
                 await client.script_load(self._publish_script),
