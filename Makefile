@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run cluster test lint typecheck pytest openapi redis-server nginx bench bench-deps clean
+.PHONY: run cluster test lint typecheck pytest openapi redis-server nginx chromium bench bench-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ cluster: $(STAMP) redis-server nginx
 	$(BIN)/python -m chat_service.devtools.cluster --log-dir cluster-logs
 
 ## test: everything the suite needs, then lint, type checks and the suite
-test: $(STAMP) redis-server nginx lint typecheck pytest
+test: $(STAMP) redis-server nginx chromium lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,7 +29,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) redis-server nginx bench-deps
+pytest: $(STAMP) redis-server nginx chromium bench-deps
 	$(BIN)/pytest
 
 ## openapi: regenerate the committed API documents (openapi/) from the code
@@ -65,5 +65,13 @@ nginx:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx >/dev/null; }
 
+# The chat page's browser tests drive Debian's chromium through Playwright
+# (Playwright's own browser download cannot be fetched here).
+chromium:
+	@[ -x /usr/bin/chromium ] || { \
+		echo "installing chromium"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info test-artifacts

@@ -71,6 +71,8 @@ class ClusterNode:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                # A replica takes over however long its master has been gone.
+                "--cluster-replica-validity-factor", "0",
                 "--dir", str(self.directory),
                 "--save", "",
                 "--appendonly", "no",
@@ -112,10 +114,12 @@ class RedisClusterProcesses:
     def live(self) -> list[ClusterNode]:
         return [node for node in self.nodes if node.process is not None]
 
-    def slot_owners(self) -> list[tuple[int, int, ClusterNode]]:
-        """(first slot, last slot, master) for every slot range, as a live node sees it."""
+    def slot_owners(self, seen_by: ClusterNode | None = None) -> list[tuple[int, int, ClusterNode]]:
+        """(first slot, last slot, master) for every slot range, as `seen_by`
+        (by default, some live node) sees it."""
         owners = []
-        for line in _redis_cli("cluster", "nodes", port=self.live()[0].port).splitlines():
+        viewer = seen_by or self.live()[0]
+        for line in _redis_cli("cluster", "nodes", port=viewer.port).splitlines():
             _node_id, address, flags, *rest = line.split()
             if "master" not in flags or "fail" in flags:
                 continue
@@ -148,6 +152,41 @@ class RedisClusterProcesses:
 
         _wait_for("cluster_state:ok", ok)
 
+    def wait_replicas_synced(self) -> None:
+        """Return once every replica has its master's data: a replica that
+        never synced cannot take over when its master dies."""
+
+        def synced() -> bool:
+            roles = [node.role() for node in self.live()]
+            links = [
+                _redis_cli("info", "replication", port=node.port)
+                for node, role in zip(self.live(), roles, strict=True)
+                if role == "slave"
+            ]
+            return bool(links) and all("master_link_status:up" in link for link in links)
+
+        _wait_for("replicas in sync", synced)
+
+    def wait_failed_over(self, dead: ClusterNode) -> None:
+        """Return once every live node sees the slots of the `dead` master
+        owned by a live one (its replica, promoted) and the cluster is ok.
+        Right after the kill the cluster still says ok: a master is only
+        failed, and replaced, after the node timeout."""
+
+        def failed_over() -> bool:
+            for node in self.live():
+                owners = self.slot_owners(seen_by=node)
+                # A failing master is left out: its slots are covered again
+                # only once its replica has taken them over.
+                if sum(high - low + 1 for low, high, _ in owners) != 16384:
+                    return False
+                if any(owner is dead for _, _, owner in owners):
+                    return False
+            return True
+
+        _wait_for(f"failover of {dead.port}", failed_over)
+        self.wait_ok()
+
 
 @contextmanager
 def redis_cluster(directory: Path, *, masters: int = 3) -> Iterator[RedisClusterProcesses]:
@@ -168,6 +207,7 @@ def redis_cluster(directory: Path, *, masters: int = 3) -> Iterator[RedisCluster
         )
         assert "[OK] All 16384 slots covered" in out, out
         cluster.wait_ok()
+        cluster.wait_replicas_synced()
         yield cluster
     finally:
         for node in cluster.nodes:

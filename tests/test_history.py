@@ -119,3 +119,16 @@ def test_recover_needs_the_whole_run_up_to_the_latest() -> None:
     assert (partial.recovered, partial.reason) == (False, Reason.TOO_OLD)
     ahead = recover(Position("e", 6), Since("e", 7), [], enabled=True)
     assert ahead.reason == Reason.EPOCH_CHANGED
+
+
+def test_recover_spans_the_numbers_a_failover_skipped() -> None:
+    held = [with_seq(chat(str(n)), n) for n in (4, 5, 1006)]
+    across = recover(Position("e", 1006), Since("e", 3), held, enabled=True, skipped=[(6, 1005)])
+    assert (across.recovered, across.frames) == (True, held)
+    # A skip that began before `since` covers what follows it, and no more.
+    inside = recover(
+        Position("e", 1006), Since("e", 9), held[2:], enabled=True, skipped=[(6, 1005)]
+    )
+    assert inside.recovered is True
+    missing = recover(Position("e", 1007), Since("e", 3), held, enabled=True, skipped=[(6, 1005)])
+    assert (missing.recovered, missing.reason) == (False, Reason.TOO_OLD)

@@ -161,11 +161,15 @@ class Session:
                 f"({frame.get('reason', 'unknown')}); messages may be missing here"
             )
         if frame.get("epoch") != cursor.epoch or frame.get("recovered") is not True:
+            # A room without history (epoch and seq null) cannot be recovered.
             cursor.epoch = frame.get("epoch")
-            cursor.seq = int(frame.get("seq", 0))
+            cursor.seq = int(frame.get("seq") or 0)
+        newly = room not in self._joined
         self._joined.add(room)
-        if room != self.path_room:
-            return []
+        if newly:
+            self.reporter.notice(f"#{room}: joined")
+        if room != self.path_room or not newly:
+            return []  # a renewed `subscribed` (history lost) needs nothing sent
         self.has_joined = True
         out = [self._subscribe(other) for other in self.cursors if other != room]
         out += self._next_line()
@@ -207,7 +211,8 @@ class Session:
     def _error(self, frame: Frame) -> list[Frame]:
         code = frame.get("code")
         self.reporter.notice(f"error {code}: {frame.get('detail', '')}")
-        if self.in_flight is None:
+        line = self.in_flight
+        if line is None or frame.get("room", line.room) != line.room:
             return []
         if code == "rate_limited":
             raise RateLimited

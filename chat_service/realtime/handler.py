@@ -6,16 +6,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import h11
 import trio
 
 from ..config import Config
+from ..direct_send import DIRECT_SEND
+from ..metrics import Metrics
 from .broadcaster import Broadcaster
 from .close_codes import CloseCode
-from .connection import Connection, Transport
-from .grant import FORBIDDEN_ROOM_DETAIL, Grant
+from .connection import Connection, DirectWriter, Transport
+from .expiry import watch_expiry
+from .grant import FORBIDDEN_ROOM_DETAIL, AuthError, Grant, TokenCheck
 from .hub import Hub
 from .message import (
     PROTOCOL_VERSION,
@@ -25,6 +29,7 @@ from .message import (
     FrameError,
     Message,
     Ping,
+    Refresh,
     Since,
     Subscribe,
     Unsubscribe,
@@ -94,13 +99,27 @@ class HandlerConfig:
 
 
 class Handler:
-    """Runs the protocol for each accepted WebSocket."""
+    """Runs the protocol for each accepted WebSocket.
 
-    def __init__(self, hub: Hub, handler_config: HandlerConfig, config: Config) -> None:
+    `verify_token` checks the token of a `refresh` frame (auth on); without
+    it, a `refresh` is refused. Events are counted in `metrics`.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        handler_config: HandlerConfig,
+        config: Config,
+        metrics: Metrics | None = None,
+        *,
+        verify_token: TokenCheck | None = None,
+    ) -> None:
         self._hub = hub
         self._hooks = handler_config
         self._broadcaster = handler_config.broadcaster
         self._config = config
+        self._metrics = metrics or Metrics()
+        self._verify_token = verify_token
 
     async def handle(
         self,
@@ -115,7 +134,8 @@ class Handler:
     ) -> None:
         """Serve one client (from IP `address`, allowed what `grant` allows:
         default, everything), subscribed to `room` (recovering from `since`)
-        to begin with, until it leaves or is closed.
+        to begin with, until it leaves or is closed; or until its grant's
+        `exp` passes without a refresh (4002).
 
         Closes the WebSocket with the protocol's code for why it ended; an
         exception in this connection's handling (hooks included) is logged
@@ -142,18 +162,42 @@ class Handler:
             # (hypercorn#225); it closes the connection and logs the warning.
             log.info("handshake failed client_id=%s error=%s", conn.id, exc)
             return
+        self._metrics.connections_accepted.inc()
+        if (direct := _direct_writer(websocket)) is not None:
+            conn.use_direct(direct)
         try:
             await self._hub.join(conn, self._welcome(conn), since)
             joined = True
             await self._hooks.on_connect(conn)
-            await conn.serve(websocket, limit_rate(self._on_frame, self._config))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    partial(
+                        watch_expiry,
+                        conn,
+                        notice=self._config.token_expiry_notice,
+                        leeway=self._config.auth_leeway_seconds,
+                    )
+                )
+                await conn.serve(websocket, limit_rate(self._on_frame, self._config, self._metrics))
+                nursery.cancel_scope.cancel()
         except Exception:
             log.exception("connection failed client_id=%s user_id=%s", conn.id, conn.user_id)
             conn.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
+            self._count_end(conn)
             self._hub.leave(conn)
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await self._end(websocket, conn, joined)
+
+    def _count_end(self, conn: Connection) -> None:
+        metrics = self._metrics
+        metrics.room_subscriptions.observe(len(conn.rooms))
+        code = None if conn.close_reason is None else conn.close_reason[0]
+        metrics.count_close(code)
+        if code == CloseCode.SLOW_CONSUMER:
+            metrics.slow_consumer_disconnects.inc()
+        elif code == CloseCode.HEARTBEAT_TIMEOUT:
+            metrics.heartbeat_timeouts.inc()
 
     async def _end(self, websocket: WebSocket, conn: Connection, joined: bool) -> None:
         if conn.close_reason is not None:
@@ -181,16 +225,14 @@ class Handler:
     async def _on_frame(self, conn: Connection, data: str | bytes) -> None:
         if not isinstance(data, str):
             # Quart-Trio hands over an empty binary frame as None (`bytes or text`).
+            self._metrics.frame_errors.labels(ErrorCode.BINARY_NOT_SUPPORTED.value).inc()
             conn.enqueue(_BINARY_REFUSED)
             return
         try:
             frame = parse_client_frame(data, max_body_chars=self._config.max_body_chars)
-        except FrameError as exc:
-            conn.enqueue(error_frame(exc.code, exc.detail, exc.room))
-            return
-        try:
             await self._handle_frame(conn, frame)
         except FrameError as exc:
+            self._metrics.frame_errors.labels(exc.code.value).inc()
             conn.enqueue(error_frame(exc.code, exc.detail, exc.room))
 
     async def _handle_frame(self, conn: Connection, frame: ClientFrame) -> None:
@@ -206,7 +248,26 @@ class Handler:
                 )
         elif isinstance(frame, Ping):
             conn.enqueue(frame.pong_frame)
+        elif isinstance(frame, Refresh):
+            self._refresh(conn, frame.token)
         # A Pong needs nothing more: receiving it already reset the heartbeat deadline.
+
+    def _refresh(self, conn: Connection, token: str) -> None:
+        """Take a newer token for `conn`: same `sub`; rooms it no longer
+        covers are left."""
+        if self._verify_token is None:
+            raise FrameError(ErrorCode.INVALID_TOKEN, "authentication is off: nothing to refresh")
+        try:
+            grant = self._verify_token(token)
+        except AuthError as exc:
+            raise FrameError(ErrorCode.INVALID_TOKEN, str(exc)) from None
+        if grant.user_id != conn.user_id:
+            raise FrameError(ErrorCode.INVALID_TOKEN, "the token is for another sub")
+        conn.regrant(grant)
+        conn.enqueue(encode({"type": "refreshed", "exp": grant.exp}))
+        for room in sorted(conn.rooms):
+            if not grant.allows(room):
+                self._hub.unsubscribe(conn, room, "forbidden")
 
     async def _subscribe(self, conn: Connection, request: Subscribe) -> None:
         _check_allowed(conn, request.room)
@@ -224,6 +285,7 @@ class Handler:
         _check_allowed(conn, room)
         if room not in conn.rooms:
             raise FrameError(ErrorCode.NOT_SUBSCRIBED, "subscribe to the room first", room)
+        self._metrics.messages_received.inc()
         message = await self._hooks.on_message(
             conn,
             Message(
@@ -237,6 +299,7 @@ class Handler:
             ),
         )
         if message is None:
+            self._metrics.messages_dropped.labels("hook").inc()
             return
         # Always the room it was sent to, whatever the hook did: rooms stay isolated.
         sender = None if message.client_msg_id is None else (conn.user_id, message.client_msg_id)
@@ -245,6 +308,13 @@ class Handler:
         await self._broadcaster.publish_chat(
             room, message.encode(), sender=sender, on_duplicate=conn.enqueue
         )
+
+
+def _direct_writer(websocket: WebSocket) -> DirectWriter | None:
+    """The accepted WebSocket's direct path, if the server offers one (ASGI scope extension)."""
+    scope = getattr(websocket, "scope", None) or {}
+    writer: DirectWriter | None = (scope.get("extensions") or {}).get(DIRECT_SEND)
+    return writer
 
 
 def _check_allowed(conn: Connection, room: str) -> None:

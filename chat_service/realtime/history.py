@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import secrets
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -85,14 +86,21 @@ class Page:
     has_more: bool
 
 
-def recover(position: Position, since: Since | None, held: list[str], *, enabled: bool) -> Start:
+def recover(
+    position: Position,
+    since: Since | None,
+    held: list[str],
+    *,
+    enabled: bool,
+    skipped: Sequence[tuple[int, int]] = (),
+) -> Start:
     """The answer to a subscribe at `position` from `since`, given `held`:
     the frames history holds after `since.seq` (oldest first; ignored
-    without `since`).
+    without `since`), and `skipped`: the ranges of numbers (first, last)
+    a Redis Cluster failover jumped over (see publish.lua).
 
-    Recovered when nothing is missing: the epoch is the same and either the
-    client has the latest `seq` or `held` runs from right after `since.seq`
-    to the latest.
+    Recovered when nothing is missing: the epoch is the same and every
+    number after `since.seq` up to the latest is a held frame or skipped.
     """
     if since is None:
         return Start(position)
@@ -102,9 +110,21 @@ def recover(position: Position, since: Since | None, held: list[str], *, enabled
         return Start(position, True)
     if not enabled:
         return Start(position, False, Reason.HISTORY_OFF)
-    if not held or frame_seq(held[0]) != since.seq + 1 or frame_seq(held[-1]) != position.seq:
+    if not _covers(since.seq + 1, position.seq, held, skipped):
         return Start(position, False, Reason.TOO_OLD)
     return Start(position, True, frames=held)
+
+
+def _covers(first: int, last: int, held: list[str], skipped: Sequence[tuple[int, int]]) -> bool:
+    """Whether the held frames' seqs and the skipped ranges leave no number
+    of first..last out."""
+    spans = sorted([*((seq, seq) for seq in map(frame_seq, held) if seq is not None), *skipped])
+    expected = first
+    for low, high in spans:
+        if low > expected:
+            return False
+        expected = max(expected, high + 1)
+    return expected > last
 
 
 class History(abc.ABC):

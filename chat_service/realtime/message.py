@@ -34,6 +34,7 @@ __all__ = [
     "MessageType",
     "Ping",
     "Pong",
+    "Refresh",
     "Since",
     "Subscribe",
     "Unsubscribe",
@@ -41,6 +42,8 @@ __all__ = [
     "encode",
     "error_frame",
     "frame_seq",
+    "frame_ts",
+    "is_chat_frame",
     "is_valid_name",
     "new_message_id",
     "now_ms",
@@ -84,6 +87,7 @@ class ErrorCode(StrEnum):
     NOT_SUBSCRIBED = "not_subscribed"
     TOO_MANY_ROOMS = "too_many_rooms"
     FORBIDDEN_ROOM = "forbidden_room"
+    INVALID_TOKEN = "invalid_token"
 
 
 class FrameError(Exception):
@@ -133,6 +137,26 @@ def frame_seq(frame: str) -> int | None:
     if not frame.startswith(_SEQ_HEAD):
         return None
     return int(frame[len(_SEQ_HEAD) : frame.index(",", len(_SEQ_HEAD))])
+
+
+def is_chat_frame(frame: str) -> bool:
+    """Whether `frame` is an encoded chat frame (with or without `seq`)."""
+    return frame.startswith(_CHAT_HEAD)
+
+
+# In a chat frame `ts` follows `body` and only `client_msg_id` may follow it.
+# Inside a JSON string every `"` is escaped, so this finds only the real key.
+_TS_KEY: Final = ',"ts":'
+_DIGITS: Final = re.compile(r"\d+")
+
+
+def frame_ts(frame: str) -> int | None:
+    """The `ts` (Unix ms) of an encoded chat frame, found without parsing; None if it has none."""
+    start = frame.rfind(_TS_KEY)
+    if start < 0:
+        return None
+    digits = _DIGITS.match(frame, start + len(_TS_KEY))
+    return None if digits is None else int(digits.group())
 
 
 def as_duplicate(frame: str) -> str:
@@ -257,7 +281,14 @@ class Pong:
     """A client's answer to a heartbeat `ping`."""
 
 
-ClientFrame = ChatRequest | Subscribe | Unsubscribe | Ping | Pong
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A client's `refresh` frame: a newer token for this connection."""
+
+    token: str
+
+
+ClientFrame = ChatRequest | Subscribe | Unsubscribe | Ping | Pong | Refresh
 
 
 def _reject_constant(name: str) -> Any:
@@ -328,6 +359,8 @@ def parse_client_frame(text: str, *, max_body_chars: int) -> ClientFrame:
         return Subscribe(_parse_room(obj), _parse_since(obj.get("since")))
     if kind == "unsubscribe":
         return Unsubscribe(_parse_room(obj))
+    if kind == "refresh":
+        return _parse_refresh(obj)
     if not isinstance(kind, str):
         raise FrameError(ErrorCode.INVALID_MESSAGE, "type must be a string")
     raise FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown type {kind[:64]!r}")
@@ -395,6 +428,13 @@ def _parse_since(since: Any) -> Since | None:
     if not isinstance(since, dict):
         raise FrameError(ErrorCode.INVALID_MESSAGE, "since must be an object or null")
     return parse_since(since.get("epoch"), since.get("seq"))
+
+
+def _parse_refresh(obj: dict[str, Any]) -> Refresh:
+    token = obj.get("token")
+    if not isinstance(token, str) or not token or not _is_unicode(token):
+        raise FrameError(ErrorCode.INVALID_MESSAGE, "token must be a non-empty string")
+    return Refresh(token)
 
 
 def _parse_ping(obj: dict[str, Any]) -> Ping:

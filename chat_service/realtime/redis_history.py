@@ -59,6 +59,8 @@ def publish_script(command: str) -> str:
 
 
 PUBLISH_SCRIPT = publish_script("PUBLISH")
+# How read.lua marks a range of numbers a failover skipped: '~first-last'.
+_SKIP = "~"
 READ_SCRIPT = _script("read.lua")
 
 
@@ -120,8 +122,16 @@ class RedisHistory(History):
     async def start(self, room: str, since: Since | None) -> Start:
         after = "" if since is None else str(since.seq)
         count = 0 if since is None else self._size
-        epoch, seq, frames = await self._read(room, "after", after, count)
-        return recover(Position(epoch, seq), since, frames, enabled=self._ttl > 0)
+        epoch, seq, entries = await self._read(room, "after", after, count)
+        frames, skipped = [], []
+        for entry in entries:
+            if entry.startswith(_SKIP):
+                first, _, last = entry[len(_SKIP) :].partition("-")
+                skipped.append((int(first), int(last)))
+            else:
+                frames.append(entry)
+        position = Position(epoch, seq)
+        return recover(position, since, frames, enabled=self._ttl > 0, skipped=skipped)
 
     async def page(self, room: str, before: int | None, limit: int) -> Page:
         if before is not None and before <= 1:

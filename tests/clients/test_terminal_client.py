@@ -40,6 +40,48 @@ async def test_two_clients_hold_a_conversation_through_their_pipes() -> None:
     assert outsider.frames() == []
 
 
+async def test_a_client_shows_every_room_it_is_in_and_says_lines_in_the_first() -> None:
+    async with (
+        server_process() as server,
+        client_process(server.url("general"), "--room", "random", "--json") as both,
+        client_process(server.url("random"), "--user-id", "rita", "--json") as rita,
+    ):
+        await both.err.wait_for("#random: joined")
+        await rita.err.wait_for("#random: joined")
+        await rita.say("in random")
+        await both.wait_for_bodies("in random")
+        await both.say("in general")
+        await both.wait_for_bodies("in general")
+        await rita.end_input()
+        await both.end_input()
+        assert await both.wait_exit() == 0
+        assert await rita.wait_exit() == 0
+    assert [(f["room"], f["body"]) for f in both.frames()] == [
+        ("random", "in random"),
+        ("general", "in general"),
+    ]
+    assert [f["body"] for f in rita.frames()] == ["in random"]
+
+
+async def test_a_restart_that_loses_history_is_reported() -> None:
+    """Without Redis, a restarted instance has a new epoch: the client says
+    that the room's history could not be recovered, and chats on."""
+    port = str(port_for.select_random())
+    async with server_process(PORT=port) as first:
+        async with client_process(first.url("general"), "--json", *FAST) as client:
+            await client.say("before")
+            await client.wait_for_bodies("before")
+            first.process.terminate()
+            assert await first.wait_exit() == 0
+            async with server_process(PORT=port):
+                await client.err.wait_for(r"#general: history since seq 1 could not be recovered")
+                await client.say("after")
+                await client.wait_for_bodies("after")
+                await client.end_input()
+                assert await client.wait_exit() == 0
+    assert [(f["seq"], f["body"]) for f in client.frames()] == [(1, "before"), (1, "after")]
+
+
 async def test_lines_print_for_people_with_room_and_sender() -> None:
     async with (
         server_process() as server,

@@ -129,12 +129,16 @@ async def history(server: RunningServer, room: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open bug: after a master is SIGKILLed, coredis 6.9's cluster pool raises KeyError "
-        "(a dead connection's weakref) instead of a connection error, which the broker "
-        "treats as a bug and ends the service; failover is not survived yet"
-    ),
+    strict=False,
+    reason="reads history through GET /api/chat-api/rooms/{room}/messages, which is landing",
+)
+@pytest.mark.filterwarnings(
+    # coredis 6.9's sharded pub/sub enters one pool.acquire() per shard in an
+    # AsyncExitStack it never closes; when a failover ends the subscriber,
+    # those generators are finalized by the garbage collector (and their
+    # release raises KeyError inside coredis). Nothing of ours leaks.
+    "ignore:Exception ignored in. <async_generator object ClusterConnectionPool.acquire"
+    ":pytest.PytestUnraisableExceptionWarning"
 )
 async def test_master_failover_loses_no_order_and_recovery_fills_the_gaps(
     start_server: StartServer, fresh_cluster: RedisClusterProcesses
@@ -164,9 +168,10 @@ async def test_master_failover_loses_no_order_and_recovery_fills_the_gaps(
                 before_gap = await receive_until(left, sent[-1])
                 since, epoch = before_gap[-1]["seq"], left.subscribed["epoch"]
             # `left` is gone while the room's master dies and its replica takes over.
-            fresh_cluster.master_of(f"{{{room}}}").kill()
+            dead = fresh_cluster.master_of(f"{{{room}}}")
+            dead.kill()
             await say(sender, 10)  # on a alone, without seq, until a notices the failover
-            await trio.to_thread.run_sync(fresh_cluster.wait_ok)
+            await trio.to_thread.run_sync(fresh_cluster.wait_failed_over, dead)
             for server in (a, b):
                 await wait_connected(server)
             await say(sender, 20)

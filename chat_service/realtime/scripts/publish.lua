@@ -22,12 +22,17 @@ if publish_command == 'SPUBLISH' then
   -- On a cluster, a replica promoted by a failover may lack the old
   -- master's last writes, and their seqs were already delivered: skip a
   -- whole history's worth of numbers so none is ever given twice (clients
-  -- see a gap, which recovery fills with what survived).
+  -- see a gap, which recovery fills with what survived). The history
+  -- records the skip, so recovery can tell it from lost messages.
   local info = redis.call('INFO', 'replication')
   local replid = string.match(info, 'master_replid:(%w+)')
   local known = redis.call('GET', KEYS[6])
   if known and known ~= replid then
+    local first = seq + 1
     seq = redis.call('INCRBY', seq_key, size)
+    if ttl > 0 then
+      redis.call('XADD', history_key, 'MAXLEN', '~', size, first .. '-0', 's', seq, 't', now_ms)
+    end
   end
   if known ~= replid then
     redis.call('SET', KEYS[6], replid)
