@@ -14,7 +14,7 @@ from .metrics import Metrics
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
 from .realtime.capacity import Capacity
 from .realtime.history import History, MemoryHistory
-from .realtime.presence import Presence
+from .realtime.presence import Page, Presence
 from .realtime.redis_broadcaster import RedisBroadcaster
 from .realtime.redis_cluster_broadcaster import RedisClusterBroadcaster
 from .task_count import TaskCounter
@@ -96,6 +96,12 @@ class ChatRuntime:
         self.draining = False
         self.tasks = TaskCounter()
         self._started = False
+
+    async def presence_page(self, room: str, *, limit: int, cursor: str | None) -> Page:
+        """Up to `limit` members of `room` after the user `cursor`, across
+        the cluster (see `Presence.page`)."""
+        await trio.lowlevel.checkpoint()
+        return self.presence.page(room, limit=limit, cursor=cursor)
 
     def unready_reason(self) -> str | None:
         """Why this instance should get no new clients now, or None if ready."""

@@ -32,6 +32,7 @@ __all__ = [
     "CLIENT_FRAME_SCHEMA",
     "DEFAULT_MAX_BODY_CHARS",
     "ERROR_CODE_MEANINGS",
+    "MEMBER_SCHEMA",
     "NAME_SCHEMA",
     "SERVER_FRAMES",
     "FrameDoc",
@@ -131,7 +132,7 @@ _USERS: Final[Schema] = {
     "minimum": 0,
     "description": "distinct users in the room, across the cluster",
 }
-_MEMBER: Final[Schema] = {
+MEMBER_SCHEMA: Final[Schema] = {
     "type": "object",
     "properties": {
         "user_id": NAME_SCHEMA,
@@ -146,7 +147,7 @@ _PRESENCE: Final[Schema] = {
         "users": _USERS,
         "members": {
             "type": "array",
-            "items": _MEMBER,
+            "items": MEMBER_SCHEMA,
             "description": "up to PRESENCE_LIST_MAX (default 100) of them, by user_id",
         },
     },
@@ -427,7 +428,7 @@ SERVER_FRAMES: Final[tuple[FrameDoc, ...]] = (
                 "room": NAME_SCHEMA,
                 "joins": {
                     "type": "array",
-                    "items": _MEMBER,
+                    "items": MEMBER_SCHEMA,
                 },
                 "leaves": {
                     "type": "array",
