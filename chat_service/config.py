@@ -241,6 +241,9 @@ class Config:
     auth_jwt_issuer: str = _env("AUTH_JWT_ISSUER", _text, "")
     # Seconds of clock skew between the token's issuer and us forgiven on
     # exp and nbf: enough for NTP-synced hosts, too little to matter.
+    # Seconds before a token's exp that its connection is sent
+    # `token_expiring`: time for a client to fetch a new token and refresh.
+    token_expiry_notice: float = _env("TOKEN_EXPIRY_NOTICE", _non_negative_float, 30.0)
     auth_leeway_seconds: float = _env(
         "AUTH_LEEWAY_SECONDS", _at_most(_non_negative_float, _MAX_LEEWAY_SECONDS), 5.0
     )

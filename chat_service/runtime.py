@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import trio
 
+from .api.auth import TokenVerifier
 from .config import Config
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
 from .realtime.capacity import Capacity
@@ -72,7 +73,14 @@ class ChatRuntime:
         else:
             handler_config = make_handler_config(self.broadcaster)
         self.handler_config = handler_config
-        self.handler = Handler(self.hub, handler_config, config)
+        # Checks every token (upgrades, refreshes, HTTP requests); None: auth off.
+        self.verifier = TokenVerifier(config) if handler_config.auth_required else None
+        self.handler = Handler(
+            self.hub,
+            handler_config,
+            config,
+            verify_token=None if self.verifier is None else self.verifier.verify,
+        )
         self.draining = False
         self.tasks = TaskCounter()
         self._started = False

@@ -89,9 +89,10 @@ class Client:
             frames.append(frame)
         return frames
 
-    async def closed_code(self) -> int:
-        """Wait for the server to close this WebSocket; its close code."""
-        with trio.fail_after(WAIT):
+    async def closed_code(self, *, within: float = WAIT) -> int:
+        """Wait (at most `within` seconds) for the server to close this
+        WebSocket; its close code."""
+        with trio.fail_after(within):
             try:
                 while True:
                     await self.ws.get_message()

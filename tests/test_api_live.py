@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from chat_service.realtime.schemas import CLIENT_FRAME_SCHEMA, DEFAULT_MAX_BODY_
 
 from .conftest import StartServer
 from .helpers import RunningServer, connect, raw_request, raw_upgrade
-from .test_auth import SECRET
+from .tokens import SECRET, mint
 
 OPENAPI = build_openapi()
 ASYNCAPI = build_asyncapi()
@@ -126,6 +127,16 @@ def _response(path: str, status: int) -> dict[str, Any]:
         ({}, False, "/api/chat-api/ws/no%20spaces", 400, "invalid_room"),
         ({}, False, "/api/chat-api/ws/general?user_id=a%2Fb", 400, "invalid_user_id"),
         ({}, False, "/api/chat-api/ws?user_id=", 400, "invalid_user_id"),
+        ({}, False, "/api/chat-api/ws/general?since=3&epoch=e1", 101, None),
+        ({}, False, "/api/chat-api/ws?since=0&epoch=", 101, None),
+        ({}, False, "/api/chat-api/ws/general?since=-1&epoch=e1", 400, "invalid_since"),
+        ({}, False, "/api/chat-api/ws/general?since=1.0&epoch=e1", 400, "invalid_since"),
+        ({}, False, "/api/chat-api/ws/general?since=%2B1&epoch=e1", 400, "invalid_since"),
+        ({}, False, "/api/chat-api/ws/general?since=&epoch=e1", 400, "invalid_since"),
+        ({}, False, f"/api/chat-api/ws?since={2**53}&epoch=e1", 400, "invalid_since"),
+        ({}, False, "/api/chat-api/ws/general?epoch=e1", 400, "invalid_since"),
+        ({}, False, "/api/chat-api/ws/general?since=3", 400, "invalid_epoch"),
+        ({}, False, f"/api/chat-api/ws/general?since=3&epoch={'e' * 65}", 400, "invalid_epoch"),
         (
             {"auth_enabled": True, "auth_jwt_secret": SECRET},
             False,
@@ -244,14 +255,32 @@ async def test_every_message_behaves_as_documented(start_server: StartServer) ->
             pass
         seen["heartbeat"] = frame
 
-    assert set(seen) == message_keys("send")
+    assert set(seen) | TOKEN_MESSAGES == message_keys("send")
     assert message_keys("receive") == {
         "chatRequest",
         "subscribe",
         "unsubscribe",
         "clientPing",
         "clientPong",
+        "refresh",
     }
+    for key, frame in seen.items():
+        assert_is_message(key, frame)
+
+
+# The server's messages of live expiry (auth on), seen by the test below.
+TOKEN_MESSAGES = {"tokenExpiring", "refreshed"}
+
+
+async def test_token_messages_behave_as_documented(start_server: StartServer) -> None:
+    server = await start_server(auth_enabled=True, auth_jwt_secret=SECRET, token_expiry_notice=3600)
+    async with connect(server.url("general", token=mint())) as client:
+        seen = {"tokenExpiring": await client.receive()}  # within the notice: at once
+        assert seen["tokenExpiring"]["exp"] > time.time()
+        await client.send(example("refresh") | {"token": mint(expires_in=7200)})
+        seen["refreshed"] = await client.receive()
+        assert seen["refreshed"]["exp"] > seen["tokenExpiring"]["exp"]
+    assert set(seen) == TOKEN_MESSAGES
     for key, frame in seen.items():
         assert_is_message(key, frame)
 
@@ -271,6 +300,8 @@ async def test_every_message_behaves_as_documented(start_server: StartServer) ->
         ('{"body": "x", "room": "no spaces"}', "invalid_room"),
         ('{"type": "subscribe"}', "invalid_room"),
         ('{"type": "unsubscribe", "room": ""}', "invalid_room"),
+        ('{"type": "refresh"}', "invalid_message"),
+        ('{"type": "refresh", "token": ""}', "invalid_message"),
         ('{"type": "subscribe", "room": "r", "since": {"epoch": "e"}}', "invalid_message"),
         (
             '{"type": "subscribe", "room": "r", "since": {"epoch": "e", "seq": -1}}',

@@ -22,6 +22,7 @@ from chat_service.realtime.message import (
     FrameError,
     Ping,
     Pong,
+    Refresh,
     Subscribe,
     Unsubscribe,
     parse_client_frame,
@@ -43,6 +44,7 @@ PARSED_AS = {
     "unsubscribe": Unsubscribe,
     "clientPing": Ping,
     "clientPong": Pong,
+    "refresh": Refresh,
 }
 
 json_values = st.recursive(

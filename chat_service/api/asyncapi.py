@@ -40,6 +40,9 @@ CLOSE_CODE_MEANINGS: Final[dict[CloseCode, str]] = {
         "heartbeat timeout: nothing received for HEARTBEAT_INTERVAL + HEARTBEAT_TIMEOUT seconds"
     ),
     CloseCode.SLOW_CONSUMER: "slow consumer: the client's send queue overflowed",
+    CloseCode.TOKEN_EXPIRED: (
+        "(auth on) the token expired without a valid `refresh`: reconnect with a new token"
+    ),
 }
 
 _CHANNELS: Final = {"defaultRoom": WS_PATH, "namedRoom": f"{WS_PATH}/{{room}}"}

@@ -15,16 +15,12 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from ..realtime.grant import Grant
+from ..realtime.grant import AuthError, Grant
 
 if TYPE_CHECKING:
     from ..config import Config
 
 __all__ = ["AuthError", "Claims", "TokenVerifier", "bearer_token", "key_algorithm"]
-
-
-class AuthError(Exception):
-    """The request carries no acceptable token; answered with HTTP 401."""
 
 
 def key_algorithm(public_key_pem: str) -> str:

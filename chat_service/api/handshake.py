@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..realtime.message import MAX_EPOCH_CHARS, MAX_SEQ
 from ..realtime.schemas import NAME_SCHEMA
 
 __all__ = [
@@ -58,6 +59,22 @@ QUERY_PARAMETERS: Final[dict[str, Schema]] = {
             "Any other value: one message per frame."
         ),
     },
+    "since": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_SEQ,
+        "description": (
+            "With `epoch`: recover the path's room from here, the last `seq` this client "
+            "received in it. Its `subscribed` frame says `recovered: true` and every message "
+            "after `since` follows, in order, before the live ones; or `recovered: false` "
+            "with a `reason`. As a `subscribe` frame's `since`."
+        ),
+    },
+    "epoch": {
+        "type": "string",
+        "maxLength": MAX_EPOCH_CHARS,
+        "description": "With `since`: the `epoch` of the room's last `subscribed` frame.",
+    },
 }
 
 AUTHORIZATION_HEADER: Final[Schema] = {
@@ -82,6 +99,12 @@ REFUSALS: Final = (
             "invalid_room": "the room name is not 1 to 64 characters of A-Z a-z 0-9 . _ -",
             "invalid_user_id": "(auth off) the user_id is not a valid name",
             "invalid_handshake": "Sec-WebSocket-Key is not 16 bytes in base64 (RFC 6455)",
+            "invalid_since": (
+                "`since` is not an integer from 0 to 2^53 - 1, or `epoch` came without it"
+            ),
+            "invalid_epoch": (
+                f"`epoch` is longer than {MAX_EPOCH_CHARS} characters, or `since` came without it"
+            ),
         },
     ),
     Refusal(

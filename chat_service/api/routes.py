@@ -14,9 +14,10 @@ from ..realtime.grant import FORBIDDEN_ROOM_DETAIL, Grant
 from ..realtime.message import DEFAULT_ROOM, is_valid_name
 from ..runtime import ChatRuntime
 from ..web import register_page
-from .auth import AuthError, TokenVerifier, bearer_token
+from .auth import AuthError, bearer_token
 from .docs import register_docs
 from .handshake import WS_PATH
+from .query import BadParameter, since_parameters
 
 __all__ = ["WS_PATH", "register_routes"]
 
@@ -59,7 +60,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
         return response
 
     allowed_origins = runtime.config.allowed_origins
-    verifier = TokenVerifier(runtime.config) if runtime.handler_config.auth_required else None
+    verifier = runtime.verifier
 
     async def chat(room: str) -> Response | None:
         origin = websocket.headers.get("Origin")
@@ -69,6 +70,10 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
             return _refusal(400, "invalid_room", f"a room name is {_NAME_RULE}")
         if not _is_valid_websocket_key(websocket.headers.get("Sec-WebSocket-Key", "")):
             return _refusal(400, "invalid_handshake", "Sec-WebSocket-Key is not 16 bytes in base64")
+        try:
+            since = since_parameters(websocket.args)
+        except BadParameter as exc:
+            return _refusal(400, exc.error, exc.detail)
         if verifier is not None:
             try:
                 claims = verifier.verify(
@@ -99,6 +104,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
                 room=room,
                 user_id=user_id,
                 batch=websocket.args.get("batch") == "1",
+                since=since,
                 address=address,
                 grant=grant,
             )

@@ -18,3 +18,4 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013  # at capacity
     HEARTBEAT_TIMEOUT = 4000
     SLOW_CONSUMER = 4001
+    TOKEN_EXPIRED = 4002  # the token's exp passed without a valid refresh

@@ -59,8 +59,9 @@ class Connection:
         self.room = room
         self.rooms: set[str] = set()
         self.user_id = user_id
-        # What its token allows (rooms, expiry); a refresh replaces it.
+        # What its token allows (rooms, expiry); a refresh replaces it (regrant).
         self.grant = Grant(user_id) if grant is None else grant
+        self._regranted = trio.lowlevel.ParkingLot()
         self.address = address  # the client's IP (as forwarded by a trusted proxy)
         self.queue_size = send_queue_size
         self.batch = batch
@@ -108,6 +109,16 @@ class Connection:
         except trio.ClosedResourceError:
             return False
         return True
+
+    def regrant(self, grant: Grant) -> None:
+        """Replace what the client's token allows (a refresh), waking
+        `wait_regranted`."""
+        self.grant = grant
+        self._regranted.unpark_all()
+
+    async def wait_regranted(self) -> None:
+        """Return once `regrant` is next called. Cancellation only stops the wait."""
+        await self._regranted.park()
 
     @property
     def queued(self) -> int:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-__all__ = ["FORBIDDEN_ROOM_DETAIL", "Grant"]
+__all__ = ["FORBIDDEN_ROOM_DETAIL", "AuthError", "Grant", "TokenCheck"]
 
 FORBIDDEN_ROOM_DETAIL = "the token's rooms claim does not cover this room"
+
+
+class AuthError(Exception):
+    """A token is missing or not acceptable; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +34,7 @@ class Grant:
     def allows(self, room: str) -> bool:
         """Whether `room` matches one of the patterns (always, without any)."""
         return self.rooms is None or any(fnmatchcase(room, pattern) for pattern in self.rooms)
+
+
+# Verifies a token: its Grant, or AuthError (api.auth.TokenVerifier.verify).
+TokenCheck = Callable[[str], Grant]

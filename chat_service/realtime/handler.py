@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import h11
@@ -15,7 +16,8 @@ from ..config import Config
 from .broadcaster import Broadcaster
 from .close_codes import CloseCode
 from .connection import Connection, Transport
-from .grant import FORBIDDEN_ROOM_DETAIL, Grant
+from .expiry import watch_expiry
+from .grant import FORBIDDEN_ROOM_DETAIL, AuthError, Grant, TokenCheck
 from .hub import Hub
 from .message import (
     PROTOCOL_VERSION,
@@ -26,6 +28,7 @@ from .message import (
     Message,
     MessageType,
     Ping,
+    Refresh,
     Since,
     Subscribe,
     Unsubscribe,
@@ -95,13 +98,25 @@ class HandlerConfig:
 
 
 class Handler:
-    """Runs the protocol for each accepted WebSocket."""
+    """Runs the protocol for each accepted WebSocket.
 
-    def __init__(self, hub: Hub, handler_config: HandlerConfig, config: Config) -> None:
+    `verify_token` checks the token of a `refresh` frame (auth on); without
+    it, a `refresh` is refused.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        handler_config: HandlerConfig,
+        config: Config,
+        *,
+        verify_token: TokenCheck | None = None,
+    ) -> None:
         self._hub = hub
         self._hooks = handler_config
         self._broadcaster = handler_config.broadcaster
         self._config = config
+        self._verify_token = verify_token
 
     async def handle(
         self,
@@ -116,7 +131,8 @@ class Handler:
     ) -> None:
         """Serve one client (from IP `address`, allowed what `grant` allows:
         default, everything), subscribed to `room` (recovering from `since`)
-        to begin with, until it leaves or is closed.
+        to begin with, until it leaves or is closed; or until its grant's
+        `exp` passes without a refresh (4002).
 
         Closes the WebSocket with the protocol's code for why it ended; an
         exception in this connection's handling (hooks included) is logged
@@ -148,7 +164,17 @@ class Handler:
             joined = True
             await self._hooks.on_connect(conn)
             await self._announce(conn, MessageType.JOIN)
-            await conn.serve(websocket, limit_rate(self._on_frame, self._config))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    partial(
+                        watch_expiry,
+                        conn,
+                        notice=self._config.token_expiry_notice,
+                        leeway=self._config.auth_leeway_seconds,
+                    )
+                )
+                await conn.serve(websocket, limit_rate(self._on_frame, self._config))
+                nursery.cancel_scope.cancel()
         except Exception:
             log.exception("connection failed client_id=%s user_id=%s", conn.id, conn.user_id)
             conn.close(CloseCode.INTERNAL_ERROR, "internal error")
@@ -215,7 +241,26 @@ class Handler:
                 )
         elif isinstance(frame, Ping):
             conn.enqueue(frame.pong_frame)
+        elif isinstance(frame, Refresh):
+            self._refresh(conn, frame.token)
         # A Pong needs nothing more: receiving it already reset the heartbeat deadline.
+
+    def _refresh(self, conn: Connection, token: str) -> None:
+        """Take a newer token for `conn`: same `sub`; rooms it no longer
+        covers are left."""
+        if self._verify_token is None:
+            raise FrameError(ErrorCode.INVALID_TOKEN, "authentication is off: nothing to refresh")
+        try:
+            grant = self._verify_token(token)
+        except AuthError as exc:
+            raise FrameError(ErrorCode.INVALID_TOKEN, str(exc)) from None
+        if grant.user_id != conn.user_id:
+            raise FrameError(ErrorCode.INVALID_TOKEN, "the token is for another sub")
+        conn.regrant(grant)
+        conn.enqueue(encode({"type": "refreshed", "exp": grant.exp}))
+        for room in sorted(conn.rooms):
+            if not grant.allows(room):
+                self._hub.unsubscribe(conn, room, "forbidden")
 
     async def _subscribe(self, conn: Connection, request: Subscribe) -> None:
         _check_allowed(conn, request.room)

@@ -34,6 +34,7 @@ __all__ = [
     "MessageType",
     "Ping",
     "Pong",
+    "Refresh",
     "Since",
     "Subscribe",
     "Unsubscribe",
@@ -86,6 +87,7 @@ class ErrorCode(StrEnum):
     NOT_SUBSCRIBED = "not_subscribed"
     TOO_MANY_ROOMS = "too_many_rooms"
     FORBIDDEN_ROOM = "forbidden_room"
+    INVALID_TOKEN = "invalid_token"
 
 
 class FrameError(Exception):
@@ -261,7 +263,14 @@ class Pong:
     """A client's answer to a heartbeat `ping`."""
 
 
-ClientFrame = ChatRequest | Subscribe | Unsubscribe | Ping | Pong
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A client's `refresh` frame: a newer token for this connection."""
+
+    token: str
+
+
+ClientFrame = ChatRequest | Subscribe | Unsubscribe | Ping | Pong | Refresh
 
 
 def _reject_constant(name: str) -> Any:
@@ -332,6 +341,8 @@ def parse_client_frame(text: str, *, max_body_chars: int) -> ClientFrame:
         return Subscribe(_parse_room(obj), _parse_since(obj.get("since")))
     if kind == "unsubscribe":
         return Unsubscribe(_parse_room(obj))
+    if kind == "refresh":
+        return _parse_refresh(obj)
     if not isinstance(kind, str):
         raise FrameError(ErrorCode.INVALID_MESSAGE, "type must be a string")
     raise FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown type {kind[:64]!r}")
@@ -399,6 +410,13 @@ def _parse_since(since: Any) -> Since | None:
     if not isinstance(since, dict):
         raise FrameError(ErrorCode.INVALID_MESSAGE, "since must be an object or null")
     return parse_since(since.get("epoch"), since.get("seq"))
+
+
+def _parse_refresh(obj: dict[str, Any]) -> Refresh:
+    token = obj.get("token")
+    if not isinstance(token, str) or not token or not _is_unicode(token):
+        raise FrameError(ErrorCode.INVALID_MESSAGE, "token must be a non-empty string")
+    return Refresh(token)
 
 
 def _parse_ping(obj: dict[str, Any]) -> Ping:

@@ -55,7 +55,8 @@ ERROR_CODE_MEANINGS: Final[dict[ErrorCode, str]] = {
         f"{MAX_CLIENT_MSG_ID} characters; a duplicate key; unpaired surrogates"
     ),
     ErrorCode.UNKNOWN_TYPE: (
-        "`type` is a string other than `chat`, `subscribe`, `unsubscribe`, `ping` or `pong`"
+        "`type` is a string other than `chat`, `subscribe`, `unsubscribe`, `ping`, `pong` or "
+        "`refresh`"
     ),
     ErrorCode.BODY_TOO_LONG: "`body` is longer than MAX_BODY_CHARS characters",
     ErrorCode.RATE_LIMITED: "the client sent faster than the rate limit allows",
@@ -67,6 +68,10 @@ ERROR_CODE_MEANINGS: Final[dict[ErrorCode, str]] = {
     ErrorCode.TOO_MANY_ROOMS: "a `subscribe` past MAX_ROOMS_PER_CONNECTION rooms",
     ErrorCode.FORBIDDEN_ROOM: (
         "(auth on) a `subscribe` or `chat` to a room the token's `rooms` claim does not cover"
+    ),
+    ErrorCode.INVALID_TOKEN: (
+        "a `refresh` whose token is not valid (as at the upgrade), is for another `sub`, or "
+        "comes while auth is off; the connection keeps its old token and may try again"
     ),
 }
 
@@ -143,6 +148,7 @@ _PRESENCE: Final[Schema] = {
     "additionalProperties": False,
 }
 _CLIENT_ID: Final[Schema] = {"type": "string", "description": "this connection's id"}
+_EXP: Final[Schema] = {"type": "integer", "description": "the token's `exp`, Unix seconds"}
 
 
 def _room_event(kind: str, verb: str) -> FrameDoc:
@@ -163,6 +169,17 @@ def _room_event(kind: str, verb: str) -> FrameDoc:
             "user_id": "bob",
             "ts": 1767225600000,
         },
+    )
+
+
+def _token_event(kind: str, key: str, summary: str) -> FrameDoc:
+    """A live-expiry frame: `kind` and the connection's token's `exp`."""
+    return FrameDoc(
+        key=key,
+        title=kind.replace("_", " ").capitalize(),
+        summary=summary,
+        schema=_frame(kind, {"exp": _EXP}),
+        example={"type": kind, "exp": 1767229200},
     )
 
 
@@ -252,6 +269,25 @@ CLIENT_FRAMES: Final[tuple[FrameDoc, ...]] = (
             "required": ["type"],
         },
         example={"type": "pong"},
+    ),
+    FrameDoc(
+        key="refresh",
+        title="Refresh",
+        summary=(
+            "(auth on) A newer token for this connection, with the same `sub`, usually in "
+            "answer to `token_expiring`: answered with `refreshed`, or `error` `invalid_token` "
+            "(the old token stays). Rooms its `rooms` claim no longer covers are unsubscribed "
+            "(`unsubscribed` with reason `forbidden`)."
+        ),
+        schema={
+            "type": "object",
+            "properties": {
+                "type": {"const": "refresh"},
+                "token": {"type": "string", "minLength": 1, "description": "a JWT"},
+            },
+            "required": ["type", "token"],
+        },
+        example={"type": "refresh", "token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"},
     ),
 )
 
@@ -401,6 +437,17 @@ SERVER_FRAMES: Final[tuple[FrameDoc, ...]] = (
         ),
         schema=_frame("ping", {}),
         example={"type": "ping"},
+    ),
+    _token_event(
+        "token_expiring",
+        "tokenExpiring",
+        "(auth on) TOKEN_EXPIRY_NOTICE seconds before the connection's token expires: send "
+        "a `refresh`, or the connection is closed with 4002 at `exp`.",
+    ),
+    _token_event(
+        "refreshed",
+        "refreshed",
+        "(auth on) A `refresh` was accepted: the connection now lives until `exp`.",
     ),
     FrameDoc(
         key="pong",
