@@ -175,3 +175,34 @@ async def raw_upgrade(
     """A WebSocket upgrade request on a raw socket; the HTTP answer."""
     request = f"GET {path} HTTP/1.1\r\nHost: test\r\n{UPGRADE_HEADERS}{extra_headers}\r\n"
     return await raw_request(port, request.encode("latin-1"))
+
+
+async def get_json(
+    port: int, path: str, extra_headers: str = ""
+) -> tuple[int, dict[str, str], Any]:
+    """A plain GET of `path`; the HTTP status, headers and JSON body of the answer."""
+    request = f"GET {path} HTTP/1.1\r\nHost: test\r\n{extra_headers}Connection: close\r\n\r\n"
+    status, headers, body = await raw_request(port, request.encode("latin-1"))
+    return status, headers, json.loads(body)
+
+
+async def room_history(
+    port: int, room: str, *, limit: int = 100, extra_headers: str = ""
+) -> list[dict[str, Any]]:
+    """Every message `room`'s history holds, oldest first, paged backwards
+    through GET /api/chat-api/rooms/{room}/messages from the newest; each
+    page must be of the same epoch."""
+    messages: list[dict[str, Any]] = []
+    cursor = ""
+    epoch = None
+    while True:
+        path = f"/api/chat-api/rooms/{room}/messages?limit={limit}{cursor}"
+        status, _, page = await get_json(port, path, extra_headers)
+        assert status == 200, page
+        assert epoch is None or page["epoch"] == epoch, "the history was lost while paging"
+        epoch = page["epoch"]
+        messages = page["messages"] + messages
+        if not page["has_more"]:
+            assert page["next_before"] is None
+            return messages
+        cursor = f"&before={page['next_before']}"

@@ -13,9 +13,10 @@ import h11
 import trio
 
 from ..config import Config
+from ..direct_send import DIRECT_SEND
 from .broadcaster import Broadcaster
 from .close_codes import CloseCode
-from .connection import Connection, Transport
+from .connection import Connection, DirectWriter, Transport
 from .expiry import watch_expiry
 from .grant import FORBIDDEN_ROOM_DETAIL, AuthError, Grant, TokenCheck
 from .hub import Hub
@@ -159,6 +160,8 @@ class Handler:
             # (hypercorn#225); it closes the connection and logs the warning.
             log.info("handshake failed client_id=%s error=%s", conn.id, exc)
             return
+        if (direct := _direct_writer(websocket)) is not None:
+            conn.use_direct(direct)
         try:
             await self._hub.join(conn, self._welcome(conn), since)
             joined = True
@@ -302,6 +305,13 @@ class Handler:
         await self._broadcaster.publish_chat(
             room, message.encode(), sender=sender, on_duplicate=conn.enqueue
         )
+
+
+def _direct_writer(websocket: WebSocket) -> DirectWriter | None:
+    """The accepted WebSocket's direct path, if the server offers one (ASGI scope extension)."""
+    scope = getattr(websocket, "scope", None) or {}
+    writer: DirectWriter | None = (scope.get("extensions") or {}).get(DIRECT_SEND)
+    return writer
 
 
 def _check_allowed(conn: Connection, room: str) -> None:
