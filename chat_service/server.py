@@ -105,6 +105,7 @@ async def drain(runtime: ChatRuntime, grace: float) -> DrainReport:
         with trio.move_on_at(started + grace - allowance):
             await hub.wait_empty()
     report.seconds = trio.current_time() - started
+    runtime.metrics.drain_seconds.set(report.seconds)
     return report
 
 

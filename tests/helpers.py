@@ -10,8 +10,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
+from chat_service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from chat_service.runtime import ChatRuntime
 
 # Every wait in a test is bounded, so a hang fails fast instead of eating CI time.
@@ -175,6 +177,28 @@ async def raw_upgrade(
     """A WebSocket upgrade request on a raw socket; the HTTP answer."""
     request = f"GET {path} HTTP/1.1\r\nHost: test\r\n{UPGRADE_HEADERS}{extra_headers}\r\n"
     return await raw_request(port, request.encode("latin-1"))
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(port: int) -> Samples:
+    """Every sample of GET /metrics on `port`, by name and labels."""
+    status, headers, body = await raw_request(
+        port, b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 200
+    assert headers["content-type"] == METRICS_CONTENT_TYPE
+    samples: Samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value; 0 for a labelled counter that never moved."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 async def get_json(

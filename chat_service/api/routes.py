@@ -9,6 +9,7 @@ from typing import Any
 from quart import Response, jsonify, websocket
 from quart_trio import QuartTrio
 
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..realtime.capacity import AtCapacity
 from ..realtime.grant import Grant
 from ..realtime.message import DEFAULT_ROOM, Since, is_valid_name
@@ -16,7 +17,7 @@ from ..runtime import ChatRuntime
 from ..web import register_page
 from .access import NAME_RULE, Refused, check_room, refusal, room_claims
 from .docs import register_docs
-from .handshake import WS_PATH
+from .handshake import METRICS_PATH, WS_PATH
 from .history_routes import register_history_routes
 from .query import since_parameters
 
@@ -32,10 +33,16 @@ def _is_valid_websocket_key(key: str) -> bool:
 
 
 def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
-    """Mount the chat page, health, readiness, API documents, room history
-    and chat WebSocket routes on `app`."""
+    """Mount the chat page, health, readiness, metrics, API documents, room
+    history and chat WebSocket routes on `app`."""
     register_page(app)
     register_docs(app)
+    metrics = runtime.metrics
+
+    @app.get(METRICS_PATH)
+    async def metrics_text() -> Response:
+        """Every metric of this instance, in Prometheus' text format."""
+        return Response(metrics.render(), content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -77,19 +84,24 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
             raise Refused(400, "invalid_user_id", f"a user_id is {NAME_RULE}")
         return grant, since
 
+    def refuse(status: int, error: str, detail: str, **headers: str) -> Response:
+        """The refusal of an upgrade, counted by its `error`."""
+        metrics.connections_refused.labels(error).inc()
+        return refusal(status, error, detail, **headers)
+
     async def chat(room: str) -> Response | None:
         try:
             grant, since = admit(room)
         except Refused as exc:
-            return exc.response()
+            return refuse(exc.status, exc.error, exc.detail, **exc.headers)
         user_id = grant.user_id
         if runtime.draining:
-            return refusal(503, "shutting_down", "this instance is shutting down; reconnect")
+            return refuse(503, "shutting_down", "this instance is shutting down; reconnect")
         address = websocket.remote_addr or ""
         try:
             runtime.capacity.acquire(user_id, address)
         except AtCapacity as exc:
-            return refusal(exc.status, exc.error, exc.detail)
+            return refuse(exc.status, exc.error, exc.detail)
         try:
             await runtime.handler.handle(
                 websocket._get_current_object(),  # type: ignore[attr-defined]

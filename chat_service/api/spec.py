@@ -15,7 +15,14 @@ from typing import Any, Final
 from ..realtime.message import DEFAULT_ROOM, MAX_SEQ
 from ..realtime.schemas import NAME_SCHEMA, SERVER_FRAMES
 from ..web import PAGE_ASSETS, PAGE_ASSETS_PATH, PAGE_PATH
-from .handshake import API_PREFIX, AUTH_DESCRIPTION, QUERY_PARAMETERS, REFUSALS, WS_PATH
+from .handshake import (
+    API_PREFIX,
+    AUTH_DESCRIPTION,
+    METRICS_PATH,
+    QUERY_PARAMETERS,
+    REFUSALS,
+    WS_PATH,
+)
 from .history_routes import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MESSAGES_PATH
 
 __all__ = [
@@ -136,6 +143,25 @@ def _health_paths() -> Schema:
                 },
             },
         ),
+    }
+
+
+def _metrics_paths() -> Schema:
+    return {
+        METRICS_PATH: _get(
+            "Health",
+            "metrics",
+            "This instance's metrics, for Prometheus",
+            {
+                "200": {
+                    "description": (
+                        "Every metric in Prometheus' text exposition format (version 0.0.4); "
+                        "the README lists them"
+                    ),
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        )
     }
 
 
@@ -423,6 +449,7 @@ def build_openapi() -> dict[str, Any]:
             f"{WS_PATH}/{{room}}": _websocket_operation(named_room=True),
             MESSAGES_PATH: _room_messages_path(),
             **_health_paths(),
+            **_metrics_paths(),
             **_documentation_paths(),
             **_page_paths(),
         },
