@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,8 +43,9 @@ class RunningServer:
 class Client:
     """A chat client: JSON frames in and out, every wait bounded."""
 
-    def __init__(self, ws: WebSocketConnection) -> None:
+    def __init__(self, ws: WebSocketConnection, stream: trio.SocketStream | None = None) -> None:
         self.ws = ws
+        self.stream = stream
         self.welcome: dict[str, Any] = {}
         self.subscribed: dict[str, Any] = {}
         self._lines: list[str] = []  # the rest of a batched frame (batch=1)
@@ -91,6 +94,13 @@ class Client:
             frames.append(frame)
         return frames
 
+    async def reset(self) -> None:
+        """Vanish as a phone that lost its network does: a TCP reset, no
+        close frame. The client is unusable afterwards."""
+        assert self.stream is not None
+        self.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await self.stream.aclose()
+
     async def closed_code(self, *, within: float = WAIT) -> int:
         """Wait (at most `within` seconds) for the server to close this
         WebSocket; its close code."""
@@ -127,7 +137,7 @@ async def connect(
                     ws = await wrap_client_stream(
                         nursery, stream, parts.hostname, resource, **kwargs
                     )
-                client = Client(ws)
+                client = Client(ws, stream)
                 try:
                     client.welcome = await client.receive()
                     assert client.welcome["type"] == "welcome", client.welcome
