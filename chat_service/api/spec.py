@@ -273,6 +273,17 @@ _BEARER_CHALLENGE: Final = {
 }
 
 
+def _token_refusals() -> Schema:
+    """The 401 and 403 answers of an HTTP room endpoint, as the socket's upgrade's."""
+    return {
+        "401": _error(
+            {"unauthorized": "(auth on) as the WebSocket upgrade's"},
+            headers=_BEARER_CHALLENGE,
+        ),
+        "403": _error({"forbidden_room": "(auth on) the token's `rooms` claim does not cover it"}),
+    }
+
+
 def _history_message() -> Schema:
     """A chat frame as history keeps it: always with its `seq`, never a retry's answer."""
     chat = next(frame for frame in SERVER_FRAMES if frame.key == "chat").schema
@@ -354,13 +365,7 @@ def _room_messages_path() -> Schema:
                         "invalid_limit": f"`limit` is not an integer from 1 to {MAX_PAGE_SIZE}",
                     }
                 ),
-                "401": _error(
-                    {"unauthorized": "(auth on) as the WebSocket upgrade's"},
-                    headers=_BEARER_CHALLENGE,
-                ),
-                "403": _error(
-                    {"forbidden_room": "(auth on) the token's `rooms` claim does not cover it"}
-                ),
+                **_token_refusals(),
                 "503": _error(
                     {"unavailable": "the history cannot be read now (Redis is down): retry"}
                 ),
@@ -428,13 +433,7 @@ def _room_presence_path() -> Schema:
                         "invalid_cursor": "`cursor` is not a user_id",
                     }
                 ),
-                "401": _error(
-                    {"unauthorized": "(auth on) as the WebSocket upgrade's"},
-                    headers=_BEARER_CHALLENGE,
-                ),
-                "403": _error(
-                    {"forbidden_room": "(auth on) the token's `rooms` claim does not cover it"}
-                ),
+                **_token_refusals(),
             },
         }
     }
