@@ -8,6 +8,7 @@ is Playwright's `expect` (it polls the page until its deadline, WAIT).
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pytest_redis.executor import RedisExecutor
 
+from ..client_process import client_command
 from ..helpers import WAIT
 from ..redis_helpers import tcp_url
 from ..tokens import SECRET, mint
@@ -192,6 +194,29 @@ def test_with_auth_on_a_pasted_token_names_the_user(open_page: OpenPage) -> None
         mallory = open_page(service, "mallory", "general", join=False, token="not-a-jwt")
         mallory.get_by_role("button", name="Join").click()
         expect(mallory.locator("#status")).to_have_text(re.compile("^Cannot connect; reconnecting"))
+
+
+def test_a_page_shows_recent_history_and_loads_older_pages(open_page: OpenPage) -> None:
+    said = [f"m{n}" for n in range(1, 121)]
+    with live_service(RATE_LIMIT_PER_SECOND="0") as service:
+        url = f"ws://127.0.0.1:{service.port}/api/chat-api/ws/archive"
+        subprocess.run(
+            client_command(url, "--once"),
+            input="".join(f"{body}\n" for body in said),
+            text=True,
+            capture_output=True,
+            timeout=WAIT * 3,
+            check=True,
+        )
+        alice = open_page(service, "alice", "archive")
+        expect_bodies(alice, "archive", said[-50:])  # the newest page, as context
+        older = alice.get_by_role("button", name="Load older messages")
+        older.click()
+        expect_bodies(alice, "archive", said[-100:])
+        older.focus()
+        alice.keyboard.press("Enter")
+        expect_bodies(alice, "archive", said)
+        expect(older).to_be_hidden()  # nothing older is left
 
 
 def test_a_page_marks_where_history_could_not_be_recovered(open_page: OpenPage) -> None:
