@@ -11,7 +11,9 @@ import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
+import jwt
 import port_for
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -65,6 +67,7 @@ def open_page(browser: Browser) -> Iterator[OpenPage]:
         *,
         join: bool = True,
         token: str = "",
+        token_url: str = "",
         **viewport: int,
     ) -> Page:
         context = browser.new_context(viewport=viewport or None)
@@ -72,7 +75,8 @@ def open_page(browser: Browser) -> Iterator[OpenPage]:
         page = context.new_page()
         page.on("pageerror", lambda error: problems.append(f"{name}: error {error}"))
         page.on("dialog", lambda dialog: problems.append(f"{name}: dialog {dialog.message}"))
-        page.goto(f"{service.origin}/?name={'' if token else name}&rooms={rooms}")
+        query = urlencode({"name": "" if token else name, "rooms": rooms, "token_url": token_url})
+        page.goto(f"{service.origin}/?{query}")
         page.locator("#login-token").fill(token)
         if not join:
             return page
@@ -217,6 +221,55 @@ def test_a_page_shows_recent_history_and_loads_older_pages(open_page: OpenPage) 
         alice.keyboard.press("Enter")
         expect_bodies(alice, "archive", said)
         expect(older).to_be_hidden()  # nothing older is left
+
+
+# Tokens that expire soon: the server says so at once (the notice is longer
+# than what is left), and the page must refresh before the end.
+EXPIRING = {"AUTH_ENABLED": "true", "AUTH_JWT_SECRET": SECRET, "TOKEN_EXPIRY_NOTICE": "25"}
+
+
+def expect_refreshed(page: Page, token: str) -> None:
+    """The page has had `refreshed` for `token`: it shows the new end of its session."""
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    expect(page.locator("#session")).to_have_attribute("data-exp", str(exp))
+    expect(page.locator("#session")).to_contain_text("Signed in until")
+
+
+def test_a_page_refreshes_its_token_from_its_token_url(open_page: OpenPage) -> None:
+    renewed = mint(SECRET, sub="dora", expires_in=600)
+    with live_service(**EXPIRING) as service:
+        dora = open_page(
+            service,
+            "dora",
+            "general",
+            join=False,
+            token=mint(SECRET, sub="dora", expires_in=20),
+            token_url="/auth/token",
+        )
+        # The deployment's token endpoint, played by the test.
+        dora.route(
+            f"{service.origin}/auth/token",
+            lambda route: route.fulfill(json={"token": renewed}),
+        )
+        dora.get_by_role("button", name="Join").click()
+        expect_refreshed(dora, renewed)
+        expect(dora.locator("#token-banner")).to_be_hidden()
+        expect(dora.locator("#status")).to_have_text("Connected as dora")
+
+
+def test_a_page_without_a_token_url_asks_for_a_new_token(open_page: OpenPage) -> None:
+    renewed = mint(SECRET, sub="dora", expires_in=600)
+    with live_service(**EXPIRING) as service:
+        dora = open_page(
+            service, "dora", "general", join=False, token=mint(SECRET, sub="dora", expires_in=20)
+        )
+        dora.get_by_role("button", name="Join").click()
+        banner = dora.locator("#token-banner")
+        expect(banner).to_contain_text("paste a new token")
+        dora.get_by_label("New token", exact=True).fill(renewed)
+        dora.get_by_label("New token", exact=True).press("Enter")
+        expect_refreshed(dora, renewed)
+        expect(banner).to_be_hidden()
 
 
 def test_a_page_marks_where_history_could_not_be_recovered(open_page: OpenPage) -> None:
