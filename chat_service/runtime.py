@@ -61,6 +61,8 @@ class ChatRuntime:
     ) -> None:
         self.config = config
         self.metrics = Metrics()
+        # Where METRICS_PORT's listener listens, once it does (else empty).
+        self.metrics_binds: list[str] = []
         self.broadcaster, self.history = make_broadcaster(config, self.metrics)
         self.hub = Hub(
             self.broadcaster,

@@ -9,7 +9,7 @@ import trio
 from chat_service.config import Config
 
 from .conftest import StartServer
-from .helpers import WAIT, RunningServer, connect, raw_upgrade, scrape, value
+from .helpers import WAIT, RunningServer, connect, raw_request, raw_upgrade, scrape, value
 from .raw_websocket import raw_websocket
 
 
@@ -167,3 +167,17 @@ async def test_two_servers_in_one_process_count_apart(start_server: StartServer)
 async def test_metrics_without_redis_have_no_redis_gauge(server: RunningServer) -> None:
     samples = await scrape(server.port)
     assert not any(name.startswith("chat_redis_connected") for name, _ in samples)
+
+
+async def test_metrics_port_serves_the_metrics_alone(start_server: StartServer) -> None:
+    server = await start_server(metrics_port=0)
+    (bind,) = server.runtime.metrics_binds
+    metrics_port = int(bind.rsplit(":", 1)[1])
+    assert metrics_port != server.port
+    async with connect(server.url("r")):
+        assert value(await scrape(metrics_port), "chat_connections_open") == 1
+    status, _, _ = await raw_request(
+        metrics_port, b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 404  # the chat service is not served there
+    assert (await raw_upgrade(metrics_port, "/api/chat-api/ws"))[0] != 101
