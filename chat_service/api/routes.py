@@ -19,6 +19,7 @@ from .access import NAME_RULE, Refused, check_room, refusal, room_claims
 from .docs import register_docs
 from .handshake import METRICS_PATH, WS_PATH
 from .history_routes import register_history_routes
+from .presence_routes import register_presence_routes
 from .query import since_parameters
 
 __all__ = ["WS_PATH", "register_routes"]
@@ -62,6 +63,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
     allowed_origins = runtime.config.allowed_origins
     verifier = runtime.verifier
     register_history_routes(app, runtime)
+    register_presence_routes(app, runtime)
 
     def admit(room: str) -> tuple[Grant, Since | None]:
         """Who the upgrade request is and where it recovers `room` from.
