@@ -240,6 +240,12 @@ class Presence:
         listed = itertools.islice(state.users, self._list_max)
         return {"users": len(state.users), "members": list(_members(state, listed))}
 
+    def totals(self, room: str) -> tuple[int, int]:
+        """(users, connections) of `room` in this instance's view of the
+        cluster, as of the last interval; never waits."""
+        state = self._rooms.get(room)
+        return (0, 0) if state is None else (len(state.users), state.connections)
+
     async def page(self, room: str, *, limit: int, cursor: str | None = None) -> Page:
         """Up to `limit` members of `room` after the user `cursor` (None:
         from the first), with the room's totals: from this instance's view
