@@ -97,3 +97,19 @@ async def test_presence_is_listed_by_user_up_to_the_configured_maximum(
                 {"user_id": "bob", "connections": 2},
             ],
         }
+
+
+async def test_a_diff_lists_at_most_the_list_maximum_and_says_it_is_truncated(
+    start_server: StartServer, mock_clock: trio.testing.MockClock
+) -> None:
+    server = await start_server(presence_list_max=2)
+    async with AsyncExitStack() as stack:
+        watcher = await stack.enter_async_context(connect(server.url("t", user_id="w")))
+        mock_clock.jump(1.0)
+        assert "truncated" not in await watcher.receive_presence()
+        for user in ("a", "b", "c"):
+            await stack.enter_async_context(connect(server.url("t", user_id=user)))
+        mock_clock.jump(1.0)
+        diff = await watcher.receive_presence()
+        assert (len(diff["joins"]), diff["leaves"], diff["users"]) == (2, [], 4)
+        assert diff["truncated"] is True

@@ -292,15 +292,16 @@ class Presence:
         self._forget_if_empty(room, state)
         if not joins and not leaves:
             return None
-        return encode(
-            {
-                "type": "presence_diff",
-                "room": room,
-                "joins": joins,
-                "leaves": leaves,
-                "users": len(state.users),
-            }
-        )
+        frame: dict[str, Any] = {"type": "presence_diff", "room": room}
+        # A storm's diff to every member would be O(members) bytes each: past
+        # list_max changes the diff lists list_max and says so; the client
+        # pages the endpoint if it keeps a full list.
+        if len(joins) + len(leaves) > self._list_max:
+            joins = joins[: self._list_max]
+            leaves = leaves[: self._list_max - len(joins)]
+            frame["truncated"] = True
+        frame |= {"joins": joins, "leaves": leaves, "users": len(state.users)}
+        return encode(frame)
 
     def _forget_if_empty(self, room: str, state: _Room) -> None:
         # With a store, a room without local members is forgotten once its

@@ -419,8 +419,8 @@ SERVER_FRAMES: Final[tuple[FrameDoc, ...]] = (
             "Who came and went in the room, across the cluster, per user (a second tab is not a "
             "join): at most one per room per PRESENCE_INTERVAL (default 1 s), every change in "
             "between coalesced; a join and a leave of the same user within one interval cancel "
-            "out. Apply `joins` as upserts and `leaves` as removals. PRESENCE_EVENTS=false "
-            "turns them off."
+            "out. Apply `joins` as upserts and `leaves` as removals. At most PRESENCE_LIST_MAX "
+            "of them are listed (then with `truncated`). PRESENCE_EVENTS=false turns them off."
         ),
         schema=_frame(
             "presence_diff",
@@ -440,7 +440,15 @@ SERVER_FRAMES: Final[tuple[FrameDoc, ...]] = (
                     },
                 },
                 "users": _USERS,
+                "truncated": {
+                    "const": True,
+                    "description": (
+                        "only when more than PRESENCE_LIST_MAX users came and went: the lists "
+                        "hold PRESENCE_LIST_MAX of them; page the presence endpoint for the rest"
+                    ),
+                },
             },
+            optional=("truncated",),
         ),
         example={
             "type": "presence_diff",
