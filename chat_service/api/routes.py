@@ -17,6 +17,7 @@ from ..web import register_page
 from .auth import AuthError, bearer_token
 from .docs import register_docs
 from .handshake import WS_PATH
+from .publish import register_publish_route
 from .query import BadParameter, since_parameters
 
 __all__ = ["WS_PATH", "register_routes"]
@@ -42,6 +43,7 @@ def _is_valid_websocket_key(key: str) -> bool:
 def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
     """Mount the chat page, health, readiness, API documents and chat WebSocket routes on `app`."""
     register_page(app)
+    register_publish_route(app, runtime)
     register_docs(app)
 
     @app.get("/healthz")

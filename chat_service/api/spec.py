@@ -16,6 +16,7 @@ from ..realtime.message import DEFAULT_ROOM
 from ..realtime.schemas import NAME_SCHEMA
 from ..web import PAGE_ASSETS, PAGE_ASSETS_PATH, PAGE_PATH
 from .handshake import API_PREFIX, AUTH_DESCRIPTION, QUERY_PARAMETERS, REFUSALS, WS_PATH
+from .publish_doc import PUBLISH_OPERATION, PUBLISH_SECURITY_SCHEME, ROOM_MESSAGES_PATH
 
 __all__ = [
     "ASYNCAPI_PATH",
@@ -309,6 +310,7 @@ def build_openapi() -> dict[str, Any]:
             {"name": "Health", "description": "Liveness and readiness for orchestrators"},
             {"name": "Documentation", "description": "The API documents and their page"},
             {"name": _PAGE_TAG, "description": "A chat page for people, on the public protocol"},
+            {"name": "Publishing", "description": "Messages from a backend into rooms"},
         ],
         "paths": {
             WS_PATH: _websocket_operation(named_room=False),
@@ -316,6 +318,7 @@ def build_openapi() -> dict[str, Any]:
             **_health_paths(),
             **_documentation_paths(),
             **_page_paths(),
+            ROOM_MESSAGES_PATH: {"post": PUBLISH_OPERATION},
         },
         "components": {
             "securitySchemes": {
@@ -324,7 +327,8 @@ def build_openapi() -> dict[str, Any]:
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
                     "description": AUTH_DESCRIPTION,
-                }
+                },
+                "publishAuth": PUBLISH_SECURITY_SCHEME,
             }
         },
     }
