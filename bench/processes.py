@@ -169,9 +169,19 @@ def start_server(
         yield server
 
 
-def ours_command() -> list[str]:
-    """How to run chat_service."""
-    return [sys.executable, "-m", "chat_service"]
+def ours_command(source_tree: Path | None = None) -> list[str]:
+    """How to run chat_service (from `source_tree` instead of this one, if given)."""
+    if source_tree is None:
+        return [sys.executable, "-m", "chat_service"]
+    # -P: the working directory (this tree) is not put before PYTHONPATH.
+    return [
+        "env",
+        f"PYTHONPATH={source_tree.resolve()}",
+        sys.executable,
+        "-P",
+        "-m",
+        "chat_service",
+    ]
 
 
 def baseline_command() -> list[str]:

@@ -159,12 +159,19 @@ def _start_profiler(pid: int, duration: float, out: Path, cores: Cores) -> subpr
 
 
 def run_scenario(
-    scenario: Scenario, server: str, cores: Cores, logs: Path, profile_to: Path | None = None
+    scenario: Scenario,
+    server: str,
+    cores: Cores,
+    logs: Path,
+    profile_to: Path | None = None,
+    *,
+    before: Path | None = None,
 ) -> dict[str, Any]:
-    """One scenario against one server kind ("ours" or "baseline"), from start to stop."""
+    """One scenario against one server kind ("ours", "baseline", or "before":
+    ours from the source tree `before`), from start to stop."""
     tag = f"{scenario.name}.{server}"
-    if server == "ours":
-        command = processes.ours_command()
+    if server in ("ours", "before"):
+        command = processes.ours_command(before if server == "before" else None)
         env = OURS_ENV | scenario.env
     else:
         command = processes.baseline_command()
@@ -223,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"also profile ours with py-spy in SCENARIO (default {PROFILED})",
     )
     parser.add_argument("--note", default="", help="a remark stored with the results")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="SOURCE_TREE",
+        help="also run chat_service from this source tree (e.g. a `git worktree` of main) "
+        "as server `before`, next to ours, in every scenario ours runs in",
+    )
     args = parser.parse_args(argv)
 
     if shutil.which("node") is None:
@@ -238,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = [smoke(s) for s in scenarios]
     if args.duration:
         scenarios = [replace(s, duration=args.duration) for s in scenarios]
+    if args.before:
+        scenarios = [replace(s, servers=("before", *s.servers)) for s in scenarios]
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
@@ -258,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in scenario.servers:
             print(f"bench: {scenario.name} / {server} ...", file=sys.stderr, flush=True)
             try:
-                outcome = run_scenario(scenario, server, cores, logs)
+                outcome = run_scenario(scenario, server, cores, logs, before=args.before)
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                 failed = True
                 outcome = {"error": str(exc)}

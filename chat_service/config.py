@@ -61,6 +61,10 @@ def _port(raw: str) -> int:
     return value
 
 
+def _optional_port(raw: str) -> int | None:
+    return None if raw == "" else _port(raw)
+
+
 def _positive_int(raw: str) -> int:
     value = _int(raw)
     if value < 1:
@@ -223,6 +227,8 @@ class Config:
 
     host: str = _env("HOST", _text, "127.0.0.1")
     port: int = _env("PORT", _port, 8080)
+    # A second listener for GET /metrics alone (None: only on PORT).
+    metrics_port: int | None = _env("METRICS_PORT", _optional_port, None)
     redis_url: str = _env("REDIS_URL", _redis_url, "")
     # Seed nodes of a Redis Cluster (sharded pub/sub); instead of REDIS_URL.
     redis_cluster_url: str = _env("REDIS_CLUSTER_URL", _redis_cluster_url, "")
@@ -346,6 +352,8 @@ class Config:
         return config
 
     def _check_consistency(self) -> None:
+        if self.metrics_port is not None and self.metrics_port == self.port != 0:
+            raise ConfigError("METRICS_PORT: must differ from PORT (leave it empty for PORT alone)")
         if self.redis_reconnect_max < self.redis_reconnect_min:
             raise ConfigError("REDIS_RECONNECT_MAX: must not be less than REDIS_RECONNECT_MIN")
         if self.redis_url and self.redis_cluster_url:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import h2.exceptions
@@ -53,6 +54,7 @@ from wsproto.connection import ConnectionState as WSState
 from wsproto.events import CloseConnection, Message, Ping
 from wsproto.frame_protocol import CloseReason
 
+from .direct_send import DIRECT_SEND, DirectSend
 from .failures import leaf_exceptions, summarize
 from .ws_deflate import INFLATE_LIMIT, BoundedDeflate
 
@@ -67,6 +69,10 @@ _PROTOCOL_ERRORS = (h11.ProtocolError, wsproto.utilities.ProtocolError, h2.excep
 # TCP_USER_TIMEOUT (when set) decides when unanswered probes end it.
 KEEPALIVE_INTERVAL_SECONDS = 5
 KEEPALIVE_PROBES = 3
+
+# The TCP connection whose bytes are being handled: its WebSocket stream
+# (created while handling them, in the connection's task) writes through it.
+_CURRENT_SERVER: ContextVar[ContainedTCPServer | None] = ContextVar("_CURRENT_SERVER", default=None)
 
 
 class ServingConfig(HypercornConfig):
@@ -137,6 +143,7 @@ class ContainedTCPServer(TCPServer):
         peer = _peer_address(sock)
         live = self.config.live
         live.add(self)
+        _CURRENT_SERVER.set(self)
         try:
             _bound_dead_peers(sock, self.config)
             await super().run()
@@ -210,7 +217,14 @@ class ChatWSStream(WSStream):
     - Once the app has finished, what the client still sends is dropped:
       the app no longer reads its channel, so waiting to put it there would
       hold this stream's reader, the app's task and the socket forever.
+
+    Once accepted (without TLS), it offers the app `DirectSend` as the scope
+    extension `DIRECT_SEND`.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._server = _CURRENT_SERVER.get()
 
     async def _accept(self, message: WebsocketAcceptEvent) -> None:
         assert isinstance(self.config, ServingConfig)
@@ -221,6 +235,14 @@ class ChatWSStream(WSStream):
             await super()._accept(message)
         finally:
             INFLATE_LIMIT.reset(limit)
+        server = self._server
+        if server is not None and isinstance(server.stream, trio.SocketStream):
+            self.scope["extensions"][DIRECT_SEND] = DirectSend(
+                self.connection,
+                server.send_lock,
+                server.stream,
+                plain=self.handshake.extensions is None,  # nothing negotiated
+            )
 
     async def app_send(self, message: ASGISendEvent | None) -> None:
         if message is None and self.app_put is not None:

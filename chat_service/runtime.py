@@ -10,6 +10,7 @@ import trio
 
 from .api.auth import TokenVerifier
 from .config import Config
+from .metrics import Metrics
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
 from .realtime.capacity import Capacity
 from .realtime.history import History, MemoryHistory
@@ -22,9 +23,11 @@ __all__ = ["ChatRuntime", "make_broadcaster"]
 log = logging.getLogger(__name__)
 
 
-def make_broadcaster(config: Config) -> tuple[Broadcaster, History]:
+def make_broadcaster(config: Config, metrics: Metrics | None = None) -> tuple[Broadcaster, History]:
     """Redis fan-out and history when `REDIS_URL` (or `REDIS_CLUSTER_URL`)
-    is set, else in-process ones."""
+    is set, else in-process ones; counting into `metrics` (default: a
+    registry of their own)."""
+    metrics = metrics or Metrics()
     kind = RedisClusterBroadcaster if config.redis_cluster_url else RedisBroadcaster
     url = config.redis_cluster_url or config.redis_url
     if url:
@@ -35,15 +38,16 @@ def make_broadcaster(config: Config) -> tuple[Broadcaster, History]:
             reconnect_max=config.redis_reconnect_max,
             history_size=config.history_size,
             history_ttl=config.history_ttl,
+            metrics=metrics,
         )
         return redis, redis.history
     memory = MemoryHistory(size=config.history_size, ttl=config.history_ttl)
-    return LocalBroadcaster(memory), memory
+    return LocalBroadcaster(memory, metrics=metrics), memory
 
 
 class ChatRuntime:
-    """The hub, the broadcaster, the handler and the capacity of one
-    instance, and whether they are ready to serve.
+    """The hub, the broadcaster, the handler, the capacity and the metrics
+    of one instance, and whether they are ready to serve.
 
     `make_handler_config` builds the HandlerConfig (hooks) around the
     runtime's broadcaster; the default has the logging hooks.
@@ -56,12 +60,16 @@ class ChatRuntime:
         make_handler_config: Callable[[Broadcaster], HandlerConfig] | None = None,
     ) -> None:
         self.config = config
-        self.broadcaster, self.history = make_broadcaster(config)
+        self.metrics = Metrics()
+        # Where METRICS_PORT's listener listens, once it does (else empty).
+        self.metrics_binds: list[str] = []
+        self.broadcaster, self.history = make_broadcaster(config, self.metrics)
         self.hub = Hub(
             self.broadcaster,
             self.history,
             heartbeat_interval=config.heartbeat_interval,
             batch_window=config.batch_window,
+            metrics=self.metrics,
         )
         self.capacity = Capacity(
             max_connections=config.max_connections,
@@ -79,6 +87,7 @@ class ChatRuntime:
             self.hub,
             handler_config,
             config,
+            self.metrics,
             verify_token=None if self.verifier is None else self.verifier.verify,
         )
         self.draining = False

@@ -61,6 +61,9 @@ def test_values_are_parsed() -> None:
     [
         ({"PORT": "abc"}, "PORT"),
         ({"PORT": "70000"}, "PORT"),
+        ({"METRICS_PORT": "nine"}, "METRICS_PORT"),
+        ({"METRICS_PORT": "-1"}, "METRICS_PORT"),
+        ({"METRICS_PORT": "8080"}, "METRICS_PORT"),
         ({"AUTH_ENABLED": "true"}, "AUTH_JWT_SECRET"),
         ({"AUTH_ENABLED": "maybe"}, "AUTH_ENABLED"),
         ({"AUTH_ENABLED": "true", "AUTH_JWT_SECRET": "short"}, "AUTH_JWT_SECRET"),
@@ -97,6 +100,7 @@ def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) 
     ("environ", "variable"),
     [
         ({"PORT": "abc"}, "PORT"),
+        ({"METRICS_PORT": "70000"}, "METRICS_PORT"),
         ({"AUTH_ENABLED": "1"}, "AUTH_JWT_SECRET"),
         ({"MAX_MESSAGE_BYTES": "-5"}, "MAX_MESSAGE_BYTES"),
         ({"REDIS_URL": "redis://host:notaport"}, "REDIS_URL"),

@@ -137,7 +137,9 @@ def test_a_dying_broadcaster_ends_the_service_with_one_line(
 ) -> None:
     history = MemoryHistory(size=10, ttl=10)
     monkeypatch.setattr(
-        runtime_module, "make_broadcaster", lambda config: (_DyingBroadcaster(history), history)
+        runtime_module,
+        "make_broadcaster",
+        lambda config, metrics=None: (_DyingBroadcaster(history), history),
     )
     config = dataclasses.replace(Config(), port=0)
     with caplog.at_level(logging.INFO):

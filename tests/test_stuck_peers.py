@@ -99,7 +99,9 @@ async def test_a_failing_broadcaster_ends_serving_while_a_client_does_not_read(
 ) -> None:
     broadcaster = _BroadcasterThatFails()
     monkeypatch.setattr(
-        runtime_module, "make_broadcaster", lambda config: (broadcaster, broadcaster.history)
+        runtime_module,
+        "make_broadcaster",
+        lambda config, metrics=None: (broadcaster, broadcaster.history),
     )
     config = _config()
     runtime = ChatRuntime(config)

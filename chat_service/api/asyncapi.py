@@ -87,8 +87,11 @@ HISTORY_TTL seconds. A client that reconnects (`since`/`epoch` in the query)
 or subscribes (`since` in `subscribe`) with the last `seq` it has gets
 `subscribed` with `recovered: true`, then every message it missed, in order,
 then the live ones, without gap or duplicate; or `recovered: false` with a
-`reason` and live messages only. While Redis is down, chat messages reach
-this instance's members only, without `seq`, and are not kept.
+`reason` and live messages only (what history still holds is paged over
+HTTP: `GET /api/chat-api/rooms/{{room}}/messages`, in the OpenAPI document).
+While Redis is down, chat messages reach this instance's members only,
+without `seq`, and are not kept; a recovery meanwhile gets `recovered: false`
+with `reason: unavailable`.
 
 **Guarantees.** A message never reaches a client not subscribed to its room.
 Once a client has a room's `subscribed`, it receives every later message of

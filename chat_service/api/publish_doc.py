@@ -1,5 +1,5 @@
 """The publish API (`POST .../rooms/{room}/messages`) as the OpenAPI
-document describes it; `publish.py` serves it."""
+document describes it; `room_messages.py` serves it."""
 
 from __future__ import annotations
 
@@ -7,13 +7,9 @@ from typing import Any, Final
 
 from ..realtime.message import MAX_CLIENT_MSG_ID
 from ..realtime.schemas import DEFAULT_MAX_BODY_CHARS, NAME_SCHEMA
-from .handshake import API_PREFIX
+from .publish import SYSTEM_USER
 
-__all__ = ["PUBLISH_OPERATION", "PUBLISH_SECURITY_SCHEME", "ROOM_MESSAGES_PATH", "SYSTEM_USER"]
-
-ROOM_MESSAGES_PATH: Final = f"{API_PREFIX}/rooms/{{room}}/messages"
-# Who a message published with the API key is from, unless it says.
-SYSTEM_USER: Final = "system"
+__all__ = ["PUBLISH_OPERATION", "PUBLISH_SECURITY_SCHEME"]
 
 PUBLISH_SECURITY_SCHEME: Final = {
     "type": "http",
@@ -69,7 +65,6 @@ _PUBLISHED: Final = {
 
 # The OpenAPI operation of the publish API (api/spec.py puts it in the document).
 PUBLISH_OPERATION: Final[dict[str, Any]] = {
-    "tags": ["Publishing"],
     "operationId": "publishMessage",
     "summary": "Publish a message in a room from a backend",
     "description": (

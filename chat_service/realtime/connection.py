@@ -14,7 +14,7 @@ from .close_codes import CloseCode
 from .flush import FlushTicker
 from .grant import Grant
 
-__all__ = ["Connection", "Transport"]
+__all__ = ["Connection", "DirectWriter", "Transport"]
 
 # How many queued frames one batched WebSocket frame carries at most: big
 # enough to empty a busy queue in a few sends, small enough that one frame
@@ -28,6 +28,14 @@ class Transport(Protocol):
     async def send(self, data: str) -> None: ...
 
     async def receive(self) -> str | bytes: ...
+
+
+class DirectWriter(Protocol):
+    """Writing a frame without waiting (`chat_service.direct_send.DirectSend`)."""
+
+    def try_send(self, text: str) -> bytes | None: ...
+
+    async def send_rest(self, data: bytes) -> None: ...
 
 
 FrameHandler = Callable[["Connection", str | bytes], Awaitable[None]]
@@ -70,10 +78,15 @@ class Connection:
         self._heartbeat_deadline = heartbeat_deadline
         # An entry is one frame, or several queued at once (a subscribe's answer
         # and replay) that take one place: a recovering client has room for
-        # its replay (at most HISTORY_SIZE frames) without counting as slow.
-        self._outbox_in, self._outbox = trio.open_memory_channel[str | tuple[str, ...]](
+        # its replay (at most HISTORY_SIZE frames) without counting as slow;
+        # or the bytes of a frame written in part by the direct path.
+        self._outbox_in, self._outbox = trio.open_memory_channel[str | bytes | tuple[str, ...]](
             send_queue_size
         )
+        # Writes frames at once while nothing is queued (see `use_direct`);
+        # entries put in the outbox and not yet sent.
+        self._direct: DirectWriter | None = None
+        self._unsent = 0
         self._scope = trio.CancelScope()
         # The receive loop's one scope: its deadline is the heartbeat's, and
         # stop_receiving cancels it (between frames, never inside one).
@@ -87,12 +100,24 @@ class Connection:
     def __repr__(self) -> str:
         return f"<Connection {self.id} user={self.user_id} room={self.room}>"
 
+    def use_direct(self, writer: DirectWriter) -> None:
+        """Write frames with `writer` at once, from the task that enqueues
+        them, while nothing is queued or being sent (not for batched clients,
+        whose frames wait to be joined)."""
+        if not self.batch:
+            self._direct = writer
+
     def enqueue(self, frame: str) -> bool:
-        """Queue `frame` for this client without waiting.
+        """Queue `frame` for this client without waiting (or write it now,
+        see `use_direct`).
 
         Returns False if it was not queued: the connection is closing, or
         its queue is full, in which case it is closed as a slow consumer.
         """
+        if self._direct is not None and not self._unsent and self.close_reason is None:
+            rest = self._direct.try_send(frame)
+            if rest is not None:
+                return not rest or self._put(rest)
         return self._put(frame)
 
     def enqueue_many(self, frames: list[str]) -> bool:
@@ -100,7 +125,7 @@ class Connection:
         in its queue; as `enqueue` otherwise."""
         return self._put(frames[0] if len(frames) == 1 else tuple(frames))
 
-    def _put(self, entry: str | tuple[str, ...]) -> bool:
+    def _put(self, entry: str | bytes | tuple[str, ...]) -> bool:
         try:
             self._outbox_in.send_nowait(entry)
         except trio.WouldBlock:
@@ -108,6 +133,7 @@ class Connection:
             return False
         except trio.ClosedResourceError:
             return False
+        self._unsent += 1
         return True
 
     def regrant(self, grant: Grant) -> None:
@@ -186,19 +212,28 @@ class Connection:
 
     async def _send_loop(self, transport: Transport) -> None:
         async for entry in self._outbox:
-            if isinstance(entry, tuple):
-                await self._send_several(transport, entry)
-            elif self.batch:
-                batch, several = self._coalesce(entry)
-                await transport.send(batch)
-                if several is not None:
-                    await self._send_several(transport, several)
-            else:
-                await transport.send(entry)
-            if self._flush_ticker is not None and self.queued:
-                # Busy: let the room's inbound traffic catch up, then flush with
-                # every other busy connection at the next tick.
-                await self._flush_ticker.wait_for_tick()
+            try:
+                await self._send_entry(transport, entry)
+            finally:
+                self._unsent -= 1
+
+    async def _send_entry(self, transport: Transport, entry: str | bytes | tuple[str, ...]) -> None:
+        if isinstance(entry, bytes):
+            assert self._direct is not None
+            await self._direct.send_rest(entry)
+        elif isinstance(entry, tuple):
+            await self._send_several(transport, entry)
+        elif self.batch:
+            batch, several = self._coalesce(entry)
+            await transport.send(batch)
+            if several is not None:
+                await self._send_several(transport, several)
+        else:
+            await transport.send(entry)
+        if self._flush_ticker is not None and self.queued:
+            # Busy: let the room's inbound traffic catch up, then flush with
+            # every other busy connection at the next tick.
+            await self._flush_ticker.wait_for_tick()
 
     async def _send_several(self, transport: Transport, frames: tuple[str, ...]) -> None:
         """Frames queued as one entry: one WebSocket message each, or batched."""
@@ -215,6 +250,8 @@ class Connection:
                 entry = self._outbox.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
+            self._unsent -= 1
+            assert not isinstance(entry, bytes)  # no direct writes when batched
             if isinstance(entry, tuple):
                 return "\n".join(frames), entry
             frames.append(entry)

@@ -13,9 +13,11 @@ import h11
 import trio
 
 from ..config import Config
+from ..direct_send import DIRECT_SEND
+from ..metrics import Metrics
 from .broadcaster import Broadcaster, OnDuplicate, PublishOutcome
 from .close_codes import CloseCode
-from .connection import Connection, Transport
+from .connection import Connection, DirectWriter, Transport
 from .expiry import watch_expiry
 from .grant import FORBIDDEN_ROOM_DETAIL, AuthError, Grant, TokenCheck
 from .hub import Hub
@@ -101,7 +103,7 @@ class Handler:
     """Runs the protocol for each accepted WebSocket.
 
     `verify_token` checks the token of a `refresh` frame (auth on); without
-    it, a `refresh` is refused.
+    it, a `refresh` is refused. Events are counted in `metrics`.
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class Handler:
         hub: Hub,
         handler_config: HandlerConfig,
         config: Config,
+        metrics: Metrics | None = None,
         *,
         verify_token: TokenCheck | None = None,
     ) -> None:
@@ -116,6 +119,7 @@ class Handler:
         self._hooks = handler_config
         self._broadcaster = handler_config.broadcaster
         self._config = config
+        self._metrics = metrics or Metrics()
         self._verify_token = verify_token
 
     async def handle(
@@ -159,6 +163,9 @@ class Handler:
             # (hypercorn#225); it closes the connection and logs the warning.
             log.info("handshake failed client_id=%s error=%s", conn.id, exc)
             return
+        self._metrics.connections_accepted.inc()
+        if (direct := _direct_writer(websocket)) is not None:
+            conn.use_direct(direct)
         try:
             await self._hub.join(conn, self._welcome(conn), since)
             joined = True
@@ -173,15 +180,26 @@ class Handler:
                         leeway=self._config.auth_leeway_seconds,
                     )
                 )
-                await conn.serve(websocket, limit_rate(self._on_frame, self._config))
+                await conn.serve(websocket, limit_rate(self._on_frame, self._config, self._metrics))
                 nursery.cancel_scope.cancel()
         except Exception:
             log.exception("connection failed client_id=%s user_id=%s", conn.id, conn.user_id)
             conn.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
+            self._count_end(conn)
             self._hub.leave(conn)
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await self._end(websocket, conn, joined)
+
+    def _count_end(self, conn: Connection) -> None:
+        metrics = self._metrics
+        metrics.room_subscriptions.observe(len(conn.rooms))
+        code = None if conn.close_reason is None else conn.close_reason[0]
+        metrics.count_close(code)
+        if code == CloseCode.SLOW_CONSUMER:
+            metrics.slow_consumer_disconnects.inc()
+        elif code == CloseCode.HEARTBEAT_TIMEOUT:
+            metrics.heartbeat_timeouts.inc()
 
     async def _end(self, websocket: WebSocket, conn: Connection, joined: bool) -> None:
         if conn.close_reason is not None:
@@ -216,16 +234,14 @@ class Handler:
     async def _on_frame(self, conn: Connection, data: str | bytes) -> None:
         if not isinstance(data, str):
             # Quart-Trio hands over an empty binary frame as None (`bytes or text`).
+            self._metrics.frame_errors.labels(ErrorCode.BINARY_NOT_SUPPORTED.value).inc()
             conn.enqueue(_BINARY_REFUSED)
             return
         try:
             frame = parse_client_frame(data, max_body_chars=self._config.max_body_chars)
-        except FrameError as exc:
-            conn.enqueue(error_frame(exc.code, exc.detail, exc.room))
-            return
-        try:
             await self._handle_frame(conn, frame)
         except FrameError as exc:
+            self._metrics.frame_errors.labels(exc.code.value).inc()
             conn.enqueue(error_frame(exc.code, exc.detail, exc.room))
 
     async def _handle_frame(self, conn: Connection, frame: ClientFrame) -> None:
@@ -301,6 +317,7 @@ class Handler:
         Waits only for the hook and while the outgoing queue is full; if
         cancelled, the message was queued whole or not at all.
         """
+        self._metrics.messages_received.inc()
         message = await self._hooks.on_message(
             conn,
             Message(
@@ -314,6 +331,7 @@ class Handler:
             ),
         )
         if message is None:
+            self._metrics.messages_dropped.labels("hook").inc()
             return None
         # Always the room it was sent to, whatever the hook did: rooms stay isolated.
         if message.type is not MessageType.CHAT:
@@ -323,6 +341,13 @@ class Handler:
         return await self._broadcaster.publish_chat(
             room, message.encode(), sender=sender, on_duplicate=on_duplicate
         )
+
+
+def _direct_writer(websocket: WebSocket) -> DirectWriter | None:
+    """The accepted WebSocket's direct path, if the server offers one (ASGI scope extension)."""
+    scope = getattr(websocket, "scope", None) or {}
+    writer: DirectWriter | None = (scope.get("extensions") or {}).get(DIRECT_SEND)
+    return writer
 
 
 def _check_allowed(conn: Connection, room: str) -> None:

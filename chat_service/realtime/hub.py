@@ -9,12 +9,22 @@ from typing import Any
 
 import trio
 
+from ..metrics import Metrics
 from .broadcaster import Broadcaster
 from .close_codes import CloseCode
 from .connection import Connection
 from .flush import FlushTicker
 from .history import History, HistoryUnavailable, Reason, Start
-from .message import PING_FRAME, Since, frame_seq, subscribed_frame, unsubscribed_frame
+from .message import (
+    PING_FRAME,
+    Since,
+    frame_seq,
+    frame_ts,
+    is_chat_frame,
+    now_ms,
+    subscribed_frame,
+    unsubscribed_frame,
+)
 
 __all__ = ["PRESENCE_LIST_MAX", "Hub", "PresenceOf"]
 
@@ -80,7 +90,8 @@ class Hub:
     first local connection and unsubscribes after the last one left, so an
     instance receives only the traffic of rooms it has members in.
     `presence_of` fills the `subscribed` frames' presence (default: this
-    instance's members of the room).
+    instance's members of the room). It counts deliveries, replays and
+    fan-out latency into `metrics`, and shows its connections and rooms there.
     """
 
     def __init__(
@@ -91,8 +102,11 @@ class Hub:
         heartbeat_interval: float,
         batch_window: float,
         presence_of: PresenceOf | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._broadcaster = broadcaster
+        self._metrics = metrics or Metrics()
+        self._metrics.watch_connections(self.connection_count, lambda: len(self._rooms))
         self._history = history
         self._heartbeat_interval = heartbeat_interval
         self.flush_ticker = FlushTicker(batch_window)
@@ -211,6 +225,8 @@ class Hub:
         if start is not None:
             frames += start.frames
             epoch = start.position.epoch
+            if start.frames:
+                self._metrics.messages_replayed.inc(len(start.frames))
         last = start.position.seq if start is not None else 0
         renewed: str | None = None  # an epoch the client is still to be told
         for frame in buffered:
@@ -349,7 +365,8 @@ class Hub:
             room.renewing = []
         floors = room.floors
         seq = frame_seq(frame) if floors else None
-        for client_id, conn in room.members.items():
+        members = room.members
+        for client_id, conn in members.items():
             if client_id == skip:
                 continue
             if seq is not None and (floor := floors.get(client_id)) is not None:
@@ -362,6 +379,15 @@ class Hub:
                 buffered.append(frame)
                 if len(buffered) > conn.queue_size:
                     conn.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue overflowed")
+        if is_chat_frame(frame):
+            self._count_fanout(frame, len(members) - (skip in members))
+
+    def _count_fanout(self, chat_frame: str, recipients: int) -> None:
+        """One fan-out's metrics: its recipients (counted at once, not one
+        by one) and the time since the message's receipt (its `ts`)."""
+        self._metrics.messages_delivered.inc(recipients)
+        if (ts := frame_ts(chat_frame)) is not None:
+            self._metrics.fanout_seconds.observe(max(0, now_ms() - ts) / 1000)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the heartbeat and the flush ticker of batched connections until cancelled."""

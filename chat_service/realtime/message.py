@@ -42,6 +42,8 @@ __all__ = [
     "encode",
     "error_frame",
     "frame_seq",
+    "frame_ts",
+    "is_chat_frame",
     "is_valid_name",
     "new_message_id",
     "now_ms",
@@ -139,6 +141,26 @@ def frame_seq(frame: str) -> int | None:
     if not frame.startswith(_SEQ_HEAD):
         return None
     return int(frame[len(_SEQ_HEAD) : frame.index(",", len(_SEQ_HEAD))])
+
+
+def is_chat_frame(frame: str) -> bool:
+    """Whether `frame` is an encoded chat frame (with or without `seq`)."""
+    return frame.startswith(_CHAT_HEAD)
+
+
+# In a chat frame `ts` follows `body` and only `client_msg_id` may follow it.
+# Inside a JSON string every `"` is escaped, so this finds only the real key.
+_TS_KEY: Final = ',"ts":'
+_DIGITS: Final = re.compile(r"\d+")
+
+
+def frame_ts(frame: str) -> int | None:
+    """The `ts` (Unix ms) of an encoded chat frame, found without parsing; None if it has none."""
+    start = frame.rfind(_TS_KEY)
+    if start < 0:
+        return None
+    digits = _DIGITS.match(frame, start + len(_TS_KEY))
+    return None if digits is None else int(digits.group())
 
 
 def as_duplicate(frame: str) -> str:

@@ -7,6 +7,7 @@ is Playwright's `expect` (it polls the page until its deadline, WAIT).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from pytest_redis.executor import RedisExecutor
 
 from ..helpers import WAIT
 from ..redis_helpers import tcp_url
+from ..tokens import SECRET, mint
 from .live_service import LiveService, live_service
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make chromium`)
@@ -55,14 +57,21 @@ def open_page(browser: Browser) -> Iterator[OpenPage]:
     contexts = []
 
     def open_page(
-        service: LiveService, name: str, rooms: str, *, join: bool = True, **viewport: int
+        service: LiveService,
+        name: str,
+        rooms: str,
+        *,
+        join: bool = True,
+        token: str = "",
+        **viewport: int,
     ) -> Page:
         context = browser.new_context(viewport=viewport or None)
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: problems.append(f"{name}: error {error}"))
         page.on("dialog", lambda dialog: problems.append(f"{name}: dialog {dialog.message}"))
-        page.goto(f"{service.origin}/?name={name}&rooms={rooms}")
+        page.goto(f"{service.origin}/?name={'' if token else name}&rooms={rooms}")
+        page.locator("#login-token").fill(token)
         if not join:
             return page
         page.get_by_role("button", name="Join").click()
@@ -170,6 +179,19 @@ def test_pages_reconnect_after_a_restart_say_so_and_miss_nothing(
             for page in (alice, bob, carol):
                 expect_bodies(page, "hall", expected)
             assert alice.locator(".gap").count() == 0
+
+
+def test_with_auth_on_a_pasted_token_names_the_user(open_page: OpenPage) -> None:
+    with live_service(AUTH_ENABLED="true", AUTH_JWT_SECRET=SECRET) as service:
+        dora = open_page(service, "dora", "general", token=mint(SECRET, sub="dora"))
+        say(dora, "signed in")
+        expect_bodies(dora, "general", ["signed in"])
+        expect(dora.locator('.log[data-room="general"] .msg .who')).to_have_text(["dora"])
+        # A token the server refuses (401 before the upgrade): the page says
+        # it cannot connect, and keeps trying.
+        mallory = open_page(service, "mallory", "general", join=False, token="not-a-jwt")
+        mallory.get_by_role("button", name="Join").click()
+        expect(mallory.locator("#status")).to_have_text(re.compile("^Cannot connect; reconnecting"))
 
 
 def test_a_page_marks_where_history_could_not_be_recovered(open_page: OpenPage) -> None:

@@ -9,6 +9,7 @@ from pytest_redis.executor import RedisExecutor
 from ..client_process import client_process
 from ..redis_helpers import tcp_url
 from ..server_process import server_process
+from ..tokens import SECRET, mint
 
 # Reconnect quickly: the test waits for the restarted instance to be found.
 FAST = ("--reconnect-min", "0.1", "--reconnect-max", "0.5")
@@ -121,14 +122,20 @@ async def test_once_exits_1_when_the_server_refuses_a_line() -> None:
     assert [f["body"] for f in once.frames()] == ["ok"]
 
 
-async def test_a_refused_upgrade_exits_1_with_the_reason() -> None:
+async def test_a_token_names_the_user_and_a_refused_one_exits_1() -> None:
+    dora_token = mint(SECRET, sub="dora")
     async with (
-        server_process(AUTH_ENABLED="true", AUTH_JWT_SECRET="s" * 32) as server,
+        server_process(AUTH_ENABLED="true", AUTH_JWT_SECRET=SECRET) as server,
+        client_process(server.url("general"), "--once", "--json", "--token", dora_token) as dora,
         client_process(server.url("general"), "--once", "--token", "not-a-jwt") as refused,
     ):
+        await dora.say("signed in")
+        await dora.end_input()
         await refused.end_input()
+        assert await dora.wait_exit() == 0
         assert await refused.wait_exit() == 1
         await refused.err.wait_for("refused: HTTP 401")
+    assert [(f["user_id"], f["body"]) for f in dora.frames()] == [("dora", "signed in")]
 
 
 async def test_a_restart_of_the_clients_instance_loses_nothing(

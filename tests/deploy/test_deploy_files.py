@@ -68,8 +68,9 @@ def _dockerfile() -> dict[str, list[str]]:
 
 
 def _console_script() -> str:
+    """The server's console script (the other one is the terminal client)."""
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"chat-service": "chat_service.__main__:main"}
+    assert scripts["chat-service"] == "chat_service.__main__:main"
     return "chat-service"
 
 
