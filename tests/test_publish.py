@@ -11,13 +11,11 @@ from typing import Any
 
 import pytest
 import trio
-from pytest_redis.executor import RedisExecutor
 
 from chat_service.realtime import Broadcaster, Connection, HandlerConfig, Message
 
 from .conftest import StartServer
 from .helpers import WAIT, RunningServer, connect, raw_request
-from .redis_helpers import start_instances, tcp_url
 from .tokens import SECRET, mint
 
 API_KEY = "publish-key-of-at-least-thirty-two-bytes"
@@ -220,24 +218,6 @@ async def test_the_on_message_hook_sees_backend_messages(start_server: StartServ
         assert (await reader.receive_type("chat"))["body"] == "QUIET"
         status, _, answer = await post(server, "news", {"body": "drop me"})
         assert (status, answer["error"]) == (403, "dropped")
-
-
-async def test_backend_messages_reach_both_instances_in_order(
-    start_server: StartServer, redis_server: RedisExecutor
-) -> None:
-    a, b = await start_instances(
-        start_server, tcp_url(redis_server), 2, publish_api_key=API_KEY, join_leave_events=False
-    )
-    async with connect(a.url("ops")) as on_a, connect(b.url("ops")) as on_b:
-        answers = []
-        for n in range(5):
-            status, _, answer = await post((a, b)[n % 2], "ops", {"body": f"step {n}"})
-            assert status == 201
-            answers.append((answer["seq"], f"step {n}"))
-        assert [seq for seq, _ in answers] == [1, 2, 3, 4, 5]
-        for reader in (on_a, on_b):
-            chats = [await reader.receive_type("chat") for _ in answers]
-            assert [(c["seq"], c["body"]) for c in chats] == answers
 
 
 async def test_an_answer_before_the_body_closes_the_connection(publisher: RunningServer) -> None:
