@@ -40,7 +40,7 @@ REDIS_NOT_BUILT = "Redis fan-out is not built"
 # drain, since the load generator has gone when a server is stopped.
 OURS_ENV = {
     "LOG_LEVEL": "WARNING",
-    "JOIN_LEAVE_EVENTS": "false",
+    "PRESENCE_EVENTS": "false",
     "RATE_LIMIT_PER_SECOND": "0",
     "SHUTDOWN_GRACE_SECONDS": "2",
 }

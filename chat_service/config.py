@@ -280,7 +280,19 @@ class Config:
     # Seconds a message stays in history; 0 turns history off (messages
     # still get their seq). A day covers a client that was off overnight.
     history_ttl: int = _env("HISTORY_TTL", _non_negative_int, 86400)
-    join_leave_events: bool = _env("JOIN_LEAVE_EVENTS", _boolean, True)
+    # presence_diff frames (protocol v2); false: presence only in `subscribed`
+    # and the presence endpoint.
+    presence_events: bool = _env("PRESENCE_EVENTS", _boolean, True)
+    # Seconds between a room's presence diffs: every change in between is
+    # coalesced, so a member gets at most one per room per interval however
+    # many join at once; 1 s still feels live.
+    presence_interval: float = _env("PRESENCE_INTERVAL", _positive_float, 1.0)
+    # Members listed in a `subscribed` frame (and the endpoint's default page):
+    # a sidebar's worth, while a room of thousands stays one small frame.
+    presence_list_max: int = _env("PRESENCE_LIST_MAX", _non_negative_int, 100)
+    # Seconds an instance's share of presence outlives it in Redis: an
+    # instance that dies without cleaning up drops out within this.
+    presence_ttl: float = _env("PRESENCE_TTL", _positive_float, 30.0)
     # Longest a batched (batch=1) client's frames wait to be coalesced, in
     # seconds; 0 flushes at once.
     batch_window: float = _env("BATCH_WINDOW", _non_negative_float, 0.02)

@@ -14,6 +14,7 @@ from .metrics import Metrics
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
 from .realtime.capacity import Capacity
 from .realtime.history import History, MemoryHistory
+from .realtime.presence import Page, Presence
 from .realtime.redis_broadcaster import RedisBroadcaster
 from .realtime.redis_cluster_broadcaster import RedisClusterBroadcaster
 from .task_count import TaskCounter
@@ -64,11 +65,15 @@ class ChatRuntime:
         # Where METRICS_PORT's listener listens, once it does (else empty).
         self.metrics_binds: list[str] = []
         self.broadcaster, self.history = make_broadcaster(config, self.metrics)
+        self.presence = Presence(
+            interval=config.presence_interval, list_max=config.presence_list_max
+        )
         self.hub = Hub(
             self.broadcaster,
             self.history,
             heartbeat_interval=config.heartbeat_interval,
             batch_window=config.batch_window,
+            presence=self.presence,
             metrics=self.metrics,
         )
         self.capacity = Capacity(
@@ -94,6 +99,12 @@ class ChatRuntime:
         self.tasks = TaskCounter()
         self._started = False
 
+    async def presence_page(self, room: str, *, limit: int, cursor: str | None) -> Page:
+        """Up to `limit` members of `room` after the user `cursor`, across
+        the cluster (see `Presence.page`)."""
+        await trio.lowlevel.checkpoint()
+        return self.presence.page(room, limit=limit, cursor=cursor)
+
     def unready_reason(self) -> str | None:
         """Why this instance should get no new clients now, or None if ready."""
         if not self._started:
@@ -103,7 +114,7 @@ class ChatRuntime:
         return self.broadcaster.unready_reason
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the broadcaster and the hub until cancelled.
+        """Run the broadcaster, the hub and presence diffs until cancelled.
 
         Reports `started()` once both have started; while it runs, `tasks`
         counts the process's live tasks. An exception in either
@@ -115,6 +126,8 @@ class ChatRuntime:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.broadcaster.run, self.hub.deliver, self.hub.epoch_seen)
                 await nursery.start(self.hub.run)
+                if self.config.presence_events:
+                    await nursery.start(self.presence.run, self.hub.offer)
                 self._started = True
                 task_status.started()
         finally:

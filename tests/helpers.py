@@ -63,34 +63,50 @@ class Client:
         assert isinstance(message, str)
         return message
 
-    async def receive(self, *, skip_pings: bool = True) -> dict[str, Any]:
-        """The next frame (of a batched one too); heartbeat pings are skipped
-        unless asked for."""
+    async def receive(
+        self, *, skip_pings: bool = True, skip_presence: bool = True
+    ) -> dict[str, Any]:
+        """The next frame (of a batched one too); heartbeat pings and presence
+        diffs (which come on their own clock) are skipped unless asked for."""
         while True:
             if not self._lines:
                 self._lines = (await self.receive_raw()).split("\n")
             frame: dict[str, Any] = json.loads(self._lines.pop(0))
-            if not (skip_pings and frame["type"] == "ping"):
-                return frame
+            if skip_pings and frame["type"] == "ping":
+                continue
+            if skip_presence and frame["type"] == "presence_diff":
+                continue
+            return frame
 
     async def receive_type(self, kind: str) -> dict[str, Any]:
-        """The next frame of type `kind`, skipping join/leave events and pings."""
+        """The next frame of type `kind`, skipping presence diffs and pings."""
         while True:
-            frame = await self.receive()
+            frame = await self.receive(skip_presence=False)
             if frame["type"] == kind:
                 return frame
-            assert frame["type"] in ("join", "leave"), frame
+            assert frame["type"] == "presence_diff", frame
+
+    async def receive_presence(self, room: str | None = None) -> dict[str, Any]:
+        """The next `presence_diff` (of `room`, if given); nothing else may come first."""
+        while True:
+            frame = await self.receive_type("presence_diff")
+            if room is None or frame["room"] == room:
+                return frame
 
     async def sync(self) -> None:
         """Round-trip a ping: every frame queued for us before it has arrived
         once this returns, and `receive` has consumed none of them."""
         await self.send({"type": "ping", "data": "sync"})
 
-    async def drain_until_sync(self) -> list[dict[str, Any]]:
-        """Every frame (but pings) that arrives before the pong to `sync()`."""
+    async def drain_until_sync(self, *, skip_presence: bool = True) -> list[dict[str, Any]]:
+        """Every frame (but pings, and presence diffs unless asked for) that
+        arrives before the pong to `sync()`."""
         await self.sync()
         frames = []
-        while (frame := await self.receive()) != {"type": "pong", "data": "sync"}:
+        while (frame := await self.receive(skip_presence=skip_presence)) != {
+            "type": "pong",
+            "data": "sync",
+        }:
             frames.append(frame)
         return frames
 
@@ -110,6 +126,22 @@ class Client:
                     await self.ws.get_message()
             except ConnectionClosed as closed:
                 return int(closed.reason.code)
+
+
+async def wait_for_join(client: Client, user_id: str) -> dict[str, Any]:
+    """Read presence diffs until one says `user_id` joined; that diff."""
+    while True:
+        diff = await client.receive_presence()
+        if user_id in [join["user_id"] for join in diff["joins"]]:
+            return diff
+
+
+async def wait_for_leave(client: Client, user_id: str) -> dict[str, Any]:
+    """Read presence diffs until one says `user_id` left; that diff."""
+    while True:
+        diff = await client.receive_presence()
+        if {"user_id": user_id} in diff["leaves"]:
+            return diff
 
 
 @asynccontextmanager

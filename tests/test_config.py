@@ -19,7 +19,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert (config.host, config.port, config.redis_url) == ("127.0.0.1", 8080, "")
     assert config.auth_enabled is False
     assert config.max_body_chars == 4096
-    assert config.join_leave_events is True
+    assert config.presence_events is True
     assert config.ws_compression is False
     assert 0 < config.tcp_user_timeout < 60
 
@@ -33,7 +33,7 @@ def test_values_are_parsed() -> None:
             "HEARTBEAT_INTERVAL": "0.5",
             "LOG_LEVEL": "debug",
             "REDIS_URL": "redis://:pw@localhost:6380/2",
-            "JOIN_LEAVE_EVENTS": "false",
+            "PRESENCE_EVENTS": "false",
             "HANDSHAKE_TIMEOUT": "2.5",
             "REDIS_RECONNECT_MIN": "0.5",
             "REDIS_RECONNECT_MAX": "30",
@@ -51,7 +51,7 @@ def test_values_are_parsed() -> None:
     )
     assert config.handshake_timeout == 2.5
     assert (config.port, config.auth_enabled, config.heartbeat_interval) == (9000, True, 0.5)
-    assert (config.log_level, config.join_leave_events) == ("DEBUG", False)
+    assert (config.log_level, config.presence_events) == ("DEBUG", False)
     assert config.redis_url == "redis://:pw@localhost:6380/2"
     assert (config.redis_reconnect_min, config.redis_reconnect_max) == (0.5, 30.0)
 

@@ -136,7 +136,7 @@ async def test_a_slow_consumer_is_counted(start_server: StartServer) -> None:
         send_queue_size=4,
         max_body_chars=BODY_CHARS,
         max_message_bytes=4 * BODY_CHARS,
-        join_leave_events=False,
+        presence_events=False,
     )
     path = "/api/chat-api/ws/slow"
     async with raw_websocket(server.port, path, receive_buffer=4096) as stuck:

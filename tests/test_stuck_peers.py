@@ -62,7 +62,7 @@ def _config() -> Config:
         send_queue_size=10_000,  # never a slow consumer: its send stays blocked
         max_body_chars=BODY_CHARS,
         max_message_bytes=4 * BODY_CHARS,
-        join_leave_events=False,
+        presence_events=False,
         rate_limit_per_second=0,
         shutdown_grace_seconds=GRACE,
     )

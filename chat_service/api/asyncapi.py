@@ -128,7 +128,7 @@ def _channel(address: str) -> Schema:
         "description": (
             "The socket starts in this room and may subscribe to others. Every chat message of a "
             "room reaches every client subscribed to it, the sender included, and no other "
-            "client. `join`/`leave` events of the path room reach its other clients; "
+            "client. `presence_diff` frames of each subscribed room reach its members; "
             "`welcome`, `subscribed`, `unsubscribed`, `pong` and `error` frames reach their "
             "client alone."
         ),

@@ -18,6 +18,7 @@ from ..web import register_page
 from .access import NAME_RULE, Refused, check_room, refusal, room_claims
 from .docs import register_docs
 from .handshake import METRICS_PATH, WS_PATH
+from .presence_routes import register_presence_routes
 from .query import since_parameters
 from .room_messages import register_room_messages_routes
 
@@ -62,6 +63,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
     allowed_origins = runtime.config.allowed_origins
     verifier = runtime.verifier
     register_room_messages_routes(app, runtime)
+    register_presence_routes(app, runtime)
 
     def admit(room: str) -> tuple[Grant, Since | None]:
         """Who the upgrade request is and where it recovers `room` from.

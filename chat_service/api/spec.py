@@ -13,7 +13,7 @@ from importlib.metadata import version
 from typing import Any, Final
 
 from ..realtime.message import DEFAULT_ROOM, MAX_SEQ
-from ..realtime.schemas import NAME_SCHEMA, SERVER_FRAMES
+from ..realtime.schemas import MEMBER_SCHEMA, NAME_SCHEMA, SERVER_FRAMES
 from ..web import PAGE_ASSETS, PAGE_ASSETS_PATH, PAGE_PATH
 from .handshake import (
     API_PREFIX,
@@ -23,6 +23,7 @@ from .handshake import (
     REFUSALS,
     WS_PATH,
 )
+from .presence_routes import MAX_PRESENCE_PAGE, PRESENCE_PATH
 from .publish_doc import PUBLISH_OPERATION, PUBLISH_SECURITY_SCHEME
 from .room_messages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MESSAGES_PATH
 
@@ -274,6 +275,17 @@ _BEARER_CHALLENGE: Final = {
 }
 
 
+def _token_refusals() -> Schema:
+    """The 401 and 403 answers of an HTTP room endpoint, as the socket's upgrade's."""
+    return {
+        "401": _error(
+            {"unauthorized": "(auth on) as the WebSocket upgrade's"},
+            headers=_BEARER_CHALLENGE,
+        ),
+        "403": _error({"forbidden_room": "(auth on) the token's `rooms` claim does not cover it"}),
+    }
+
+
 def _history_message() -> Schema:
     """A chat frame as history keeps it: always with its `seq`, never a retry's answer."""
     chat = next(frame for frame in SERVER_FRAMES if frame.key == "chat").schema
@@ -355,16 +367,75 @@ def _room_messages_path() -> Schema:
                         "invalid_limit": f"`limit` is not an integer from 1 to {MAX_PAGE_SIZE}",
                     }
                 ),
-                "401": _error(
-                    {"unauthorized": "(auth on) as the WebSocket upgrade's"},
-                    headers=_BEARER_CHALLENGE,
-                ),
-                "403": _error(
-                    {"forbidden_room": "(auth on) the token's `rooms` claim does not cover it"}
-                ),
+                **_token_refusals(),
                 "503": _error(
                     {"unavailable": "the history cannot be read now (Redis is down): retry"}
                 ),
+            },
+        }
+    }
+
+
+def _room_presence_path() -> Schema:
+    limit = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_PRESENCE_PAGE,
+        "description": "At most this many members (default PRESENCE_LIST_MAX, 100).",
+    }
+    cursor = NAME_SCHEMA | {
+        "description": (
+            "Only members after this `user_id` (the previous answer's `next_cursor`, or the "
+            "last member a `subscribed` frame listed); default: from the first."
+        )
+    }
+    page = _closed_object(
+        {
+            "room": NAME_SCHEMA,
+            "users": {"type": "integer", "minimum": 0, "description": "distinct users"},
+            "connections": {"type": "integer", "minimum": 0, "description": "their connections"},
+            "members": {
+                "type": "array",
+                "maxItems": MAX_PRESENCE_PAGE,
+                "items": MEMBER_SCHEMA,
+                "description": "by `user_id`",
+            },
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "`cursor` for the next page; null on the last",
+            },
+        }
+    )
+    return {
+        "get": {
+            "tags": [_ROOMS_TAG],
+            "operationId": "roomPresence",
+            "summary": "Who is in the room, across the cluster, per user",
+            "description": (
+                "Every user with a connection subscribed to the room on any instance, with "
+                "their number of connections, by `user_id`, `limit` at a time: the first page "
+                "is the list a `subscribed` frame carries; `next_cursor` names the next. An "
+                "instance that died drops out within PRESENCE_TTL seconds.\n\n"
+                f"Authentication, as the WebSocket's: {AUTH_DESCRIPTION} With a `rooms` claim, "
+                "only the rooms it covers."
+            ),
+            "parameters": [
+                _parameter("room", "path", NAME_SCHEMA),
+                _parameter("limit", "query", limit),
+                _parameter("cursor", "query", cursor),
+                _parameter("token", "query", QUERY_PARAMETERS["token"]),
+            ],
+            "security": [{}, {"bearerAuth": []}],
+            "responses": {
+                "200": {"description": "A page of members", "content": _json(page)},
+                "400": _error(
+                    {
+                        "invalid_room": "the room name is not 1 to 64 of A-Z a-z 0-9 . _ -",
+                        "invalid_limit": f"`limit` is not an integer from 1 to {MAX_PRESENCE_PAGE}",
+                        "invalid_cursor": "`cursor` is not a user_id",
+                    }
+                ),
+                **_token_refusals(),
             },
         }
     }
@@ -444,12 +515,13 @@ def build_openapi() -> dict[str, Any]:
             {"name": "Health", "description": "Liveness and readiness for orchestrators"},
             {"name": "Documentation", "description": "The API documents and their page"},
             {"name": _PAGE_TAG, "description": "A chat page for people, on the public protocol"},
-            {"name": _ROOMS_TAG, "description": "A room's messages over HTTP"},
+            {"name": _ROOMS_TAG, "description": "A room's messages and presence over HTTP"},
         ],
         "paths": {
             WS_PATH: _websocket_operation(named_room=False),
             f"{WS_PATH}/{{room}}": _websocket_operation(named_room=True),
             MESSAGES_PATH: _room_messages_path() | {"post": _PUBLISH},
+            PRESENCE_PATH: _room_presence_path(),
             **_health_paths(),
             **_metrics_paths(),
             **_documentation_paths(),

@@ -28,7 +28,6 @@ from .message import (
     ErrorCode,
     FrameError,
     Message,
-    MessageType,
     Ping,
     Refresh,
     Since,
@@ -142,7 +141,7 @@ class Handler:
         exception in this connection's handling (hooks included) is logged
         and closes it with 1011, and never reaches other connections. When
         cancelled (the client went away, or the server stops) it still
-        leaves the room, announces the leave and runs `on_disconnect`,
+        leaves its rooms and runs `on_disconnect`,
         each bounded by CLOSE_TIMEOUT.
         """
         conn = Connection(
@@ -170,7 +169,6 @@ class Handler:
             await self._hub.join(conn, self._welcome(conn), since)
             joined = True
             await self._hooks.on_connect(conn)
-            await self._announce(conn, MessageType.JOIN)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
                     partial(
@@ -208,7 +206,6 @@ class Handler:
         if not joined:
             return
         try:
-            await self._announce(conn, MessageType.LEAVE)
             await self._hooks.on_disconnect(conn)
         except Exception:
             log.exception("disconnect handling failed client_id=%s", conn.id)
@@ -224,12 +221,6 @@ class Handler:
                 "protocol": PROTOCOL_VERSION,
             }
         )
-
-    async def _announce(self, conn: Connection, kind: MessageType) -> None:
-        if not self._config.join_leave_events:
-            return
-        event = Message(conn.room, conn.id, conn.user_id, type=kind, ts=now_ms())
-        await self._broadcaster.publish(conn.room, event.encode(), skip=conn.id)
 
     async def _on_frame(self, conn: Connection, data: str | bytes) -> None:
         if not isinstance(data, str):
@@ -313,7 +304,7 @@ class Handler:
         through here.
 
         Returns the publish's outcome, or None if the hook dropped the
-        message or turned it into another kind of event (published as is).
+        message.
         Waits only for the hook and while the outgoing queue is full; if
         cancelled, the message was queued whole or not at all.
         """
@@ -334,9 +325,6 @@ class Handler:
             self._metrics.messages_dropped.labels("hook").inc()
             return None
         # Always the room it was sent to, whatever the hook did: rooms stay isolated.
-        if message.type is not MessageType.CHAT:
-            await self._broadcaster.publish(room, message.encode())
-            return None
         sender = None if message.client_msg_id is None else (conn.user_id, message.client_msg_id)
         return await self._broadcaster.publish_chat(
             room, message.encode(), sender=sender, on_duplicate=on_duplicate

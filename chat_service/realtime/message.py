@@ -74,8 +74,6 @@ class MessageType(StrEnum):
     """The `type` of a room event: delivered to every member of a room."""
 
     CHAT = "chat"
-    JOIN = "join"
-    LEAVE = "leave"
 
 
 class ErrorCode(StrEnum):
@@ -210,7 +208,7 @@ def now_ms() -> int:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A room event (chat, join or leave) that goes to every member of `room`.
+    """A chat message that goes to every member of `room`.
 
     `on_message` hooks receive and return these; a chat frame from a client
     without a `type` becomes a `Message` of type `chat`.
@@ -227,17 +225,15 @@ class Message:
 
     def encode(self) -> str:
         """The frame every member receives; computed once per message."""
-        frame: dict[str, Any] = {"type": self.type.value}
-        if self.type is MessageType.CHAT:
-            frame["id"] = self.id
-        frame |= {
+        frame: dict[str, Any] = {
+            "type": self.type.value,
+            "id": self.id,
             "room": self.room,
             "client_id": self.client_id,
             "user_id": self.user_id,
+            "body": self.body,
+            "ts": self.ts,
         }
-        if self.type is MessageType.CHAT:
-            frame["body"] = self.body
-        frame["ts"] = self.ts
         if self.client_msg_id is not None:
             frame["client_msg_id"] = self.client_msg_id
         return encode(frame)

@@ -13,9 +13,7 @@ from ..test_publish import API_KEY, post
 async def test_backend_messages_reach_both_instances_in_order(
     start_server: StartServer, redis_server: RedisExecutor
 ) -> None:
-    a, b = await start_instances(
-        start_server, tcp_url(redis_server), 2, publish_api_key=API_KEY, join_leave_events=False
-    )
+    a, b = await start_instances(start_server, tcp_url(redis_server), 2, publish_api_key=API_KEY)
     async with connect(a.url("ops")) as on_a, connect(b.url("ops")) as on_b:
         answers = []
         for n in range(5):
