@@ -21,6 +21,7 @@ from .handshake import METRICS_PATH, WS_PATH
 from .history_routes import register_history_routes
 from .presence_routes import register_presence_routes
 from .query import since_parameters
+from .rooms_routes import register_rooms_routes
 
 __all__ = ["WS_PATH", "register_routes"]
 
@@ -64,6 +65,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
     verifier = runtime.verifier
     register_history_routes(app, runtime)
     register_presence_routes(app, runtime)
+    register_rooms_routes(app, runtime)
 
     def admit(room: str) -> tuple[Grant, Since | None]:
         """Who the upgrade request is and where it recovers `room` from.
