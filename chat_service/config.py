@@ -125,6 +125,13 @@ def _log_level(raw: str) -> str:
     return level
 
 
+def _log_format(raw: str) -> str:
+    value = raw.lower()
+    if value not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return value
+
+
 def _redis_url(raw: str) -> str:
     url = raw.strip()
     if not url:
@@ -261,6 +268,7 @@ class Config:
         "AUTH_LEEWAY_SECONDS", _at_most(_non_negative_float, _MAX_LEEWAY_SECONDS), 5.0
     )
     log_level: str = _env("LOG_LEVEL", _log_level, "INFO")
+    log_format: str = _env("LOG_FORMAT", _log_format, "text")
     max_body_chars: int = _env("MAX_BODY_CHARS", _positive_int, 4096)
     # 64 KiB holds the largest legal chat frame (4096 chars, up to 4 UTF-8
     # bytes each, JSON-escaped) with room to spare, and caps what one frame

@@ -56,6 +56,7 @@ from wsproto.frame_protocol import CloseReason
 
 from .direct_send import DIRECT_SEND, DirectSend
 from .failures import leaf_exceptions, summarize
+from .logs import fields
 from .ws_deflate import INFLATE_LIMIT, BoundedDeflate
 
 __all__ = ["ContainedTCPServer", "ServingConfig", "serve_http"]
@@ -163,9 +164,8 @@ def _log_contained(peer: str, failures: BaseExceptionGroup[Exception]) -> None:
     """One warning line for a connection ended by `failures`."""
     expected = all(isinstance(exc, _PROTOCOL_ERRORS) for exc in leaf_exceptions(failures))
     log.warning(
-        "connection closed after a transport error peer=%s error=%s",
-        peer,
-        summarize(failures),
+        "connection closed after a transport error",
+        extra=fields(peer=peer, error=summarize(failures)),
         exc_info=None if expected else failures,
     )
 

@@ -107,6 +107,10 @@ class Metrics:
         self.frame_errors = self._counter(
             "chat_frame_errors", "Error frames sent to clients, by error code", ("code",)
         )
+        self.presence_diffs_sent = self._counter(
+            "chat_presence_diffs_sent",
+            "presence_diff frames queued to clients (one whose queue is full misses it)",
+        )
         self.redis_reconnects = self._counter(
             "chat_redis_reconnects", "Sessions with Redis established again after one was lost"
         )

@@ -5,6 +5,7 @@ happened."""
 from __future__ import annotations
 
 import trio
+import trio.testing
 
 from chat_service.config import Config
 
@@ -181,3 +182,16 @@ async def test_metrics_port_serves_the_metrics_alone(start_server: StartServer) 
     )
     assert status == 404  # the chat service is not served there
     assert (await raw_upgrade(metrics_port, "/api/chat-api/ws"))[0] != 101
+
+
+async def test_presence_diffs_are_counted(
+    start_server: StartServer, mock_clock: trio.testing.MockClock
+) -> None:
+    server = await start_server()  # PRESENCE_INTERVAL 1 s
+    async with connect(server.url("p", user_id="w")) as watcher:
+        async with connect(server.url("p", user_id="d")) as dee:
+            mock_clock.jump(1.0)
+            for member in (watcher, dee):
+                assert (await member.receive_presence())["users"] == 2
+            samples = await scrape(server.port)
+    assert value(samples, "chat_presence_diffs_sent_total") == 2  # one frame to each member

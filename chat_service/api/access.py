@@ -12,7 +12,7 @@ from ..realtime.grant import FORBIDDEN_ROOM_DETAIL
 from ..realtime.message import is_valid_name
 from .auth import AuthError, Claims, TokenVerifier, bearer_token
 
-__all__ = ["NAME_RULE", "Refused", "check_room", "refusal", "room_claims"]
+__all__ = ["NAME_RULE", "Refused", "caller_claims", "check_room", "refusal", "room_claims"]
 
 NAME_RULE = "1 to 64 characters of A-Z a-z 0-9 . _ -"
 
@@ -58,10 +58,21 @@ def room_claims(
             the token is missing or does not verify; 403 `forbidden_room`
             when its `rooms` claim does not cover `room`.
     """
-    try:
-        claims = verifier.verify(bearer_token(authorization, args.get("token", "")))
-    except AuthError as exc:
-        raise Refused(401, "unauthorized", str(exc), **{"WWW-Authenticate": "Bearer"}) from None
+    claims = caller_claims(verifier, authorization, args)
     if not claims.allows(room):
         raise Refused(403, "forbidden_room", FORBIDDEN_ROOM_DETAIL)
     return claims
+
+
+def caller_claims(verifier: TokenVerifier, authorization: str, args: Mapping[str, str]) -> Claims:
+    """The claims of the request's token (the `authorization` header's
+    `Bearer <jwt>`, else the `token` query parameter of `args`).
+
+    Raises:
+        Refused: 401 `unauthorized` (with `WWW-Authenticate: Bearer`) when
+            the token is missing or does not verify.
+    """
+    try:
+        return verifier.verify(bearer_token(authorization, args.get("token", "")))
+    except AuthError as exc:
+        raise Refused(401, "unauthorized", str(exc), **{"WWW-Authenticate": "Bearer"}) from None

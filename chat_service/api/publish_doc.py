@@ -1,5 +1,5 @@
 """The publish API (`POST .../rooms/{room}/messages`) as the OpenAPI
-document describes it; `room_messages.py` serves it."""
+document describes it; `messages_routes.py` serves it."""
 
 from __future__ import annotations
 

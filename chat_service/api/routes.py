@@ -18,9 +18,10 @@ from ..web import register_page
 from .access import NAME_RULE, Refused, check_room, refusal, room_claims
 from .docs import register_docs
 from .handshake import METRICS_PATH, WS_PATH
+from .messages_routes import register_room_messages_routes
 from .presence_routes import register_presence_routes
 from .query import since_parameters
-from .room_messages import register_room_messages_routes
+from .rooms_routes import register_rooms_routes
 
 __all__ = ["WS_PATH", "register_routes"]
 
@@ -64,6 +65,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
     verifier = runtime.verifier
     register_room_messages_routes(app, runtime)
     register_presence_routes(app, runtime)
+    register_rooms_routes(app, runtime)
 
     def admit(room: str) -> tuple[Grant, Since | None]:
         """Who the upgrade request is and where it recovers `room` from.

@@ -23,9 +23,10 @@ from .handshake import (
     REFUSALS,
     WS_PATH,
 )
+from .messages_routes import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MESSAGES_PATH
 from .presence_routes import MAX_PRESENCE_PAGE, PRESENCE_PATH
 from .publish_doc import PUBLISH_OPERATION, PUBLISH_SECURITY_SCHEME
-from .room_messages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MESSAGES_PATH
+from .rooms_routes import ROOMS_PATH
 
 __all__ = [
     "ASYNCAPI_PATH",
@@ -376,6 +377,44 @@ def _room_messages_path() -> Schema:
     }
 
 
+def _rooms_path() -> Schema:
+    count = {"type": "integer", "minimum": 0}
+    room = _closed_object(
+        {
+            "room": NAME_SCHEMA,
+            "local_connections": count | {"description": "connections on this instance"},
+            "local_users": count | {"description": "distinct users on this instance"},
+            "users": count | {"description": "distinct users across the cluster (presence)"},
+            "connections": count | {"description": "connections across the cluster (presence)"},
+        }
+    )
+    body = _closed_object(
+        {
+            "rooms": {"type": "array", "items": room, "description": "by name"},
+            "connections": count | {"description": "WebSocket clients of this instance"},
+        }
+    )
+    return {
+        "get": {
+            "tags": [_ROOMS_TAG],
+            "operationId": "rooms",
+            "summary": "The rooms with members on this instance, with their counts",
+            "description": (
+                "Every room that has at least one member on the instance answering, with its "
+                "members here and, from presence, across the cluster.\n\n"
+                f"Authentication, as the WebSocket's: {AUTH_DESCRIPTION} With a `rooms` claim, "
+                "only the rooms it covers are listed."
+            ),
+            "parameters": [_parameter("token", "query", QUERY_PARAMETERS["token"])],
+            "security": [{}, {"bearerAuth": []}],
+            "responses": {
+                "200": {"description": "The rooms", "content": _json(body)},
+                "401": _token_refusals()["401"],
+            },
+        }
+    }
+
+
 def _room_presence_path() -> Schema:
     limit = {
         "type": "integer",
@@ -436,6 +475,9 @@ def _room_presence_path() -> Schema:
                     }
                 ),
                 **_token_refusals(),
+                "503": _error(
+                    {"unavailable": "presence cannot be read now (Redis is down): retry"}
+                ),
             },
         }
     }
@@ -522,6 +564,7 @@ def build_openapi() -> dict[str, Any]:
             f"{WS_PATH}/{{room}}": _websocket_operation(named_room=True),
             MESSAGES_PATH: _room_messages_path() | {"post": _PUBLISH},
             PRESENCE_PATH: _room_presence_path(),
+            ROOMS_PATH: _rooms_path(),
             **_health_paths(),
             **_metrics_paths(),
             **_documentation_paths(),

@@ -14,7 +14,8 @@ import trio
 
 from ..config import Config
 from ..direct_send import DIRECT_SEND
-from ..metrics import Metrics
+from ..logs import fields
+from ..metrics import PEER_CLOSED, Metrics
 from .broadcaster import Broadcaster, OnDuplicate, PublishOutcome
 from .close_codes import CloseCode
 from .connection import Connection, DirectWriter, Transport
@@ -63,18 +64,19 @@ class WebSocket(Transport, Protocol):
 async def log_connect(conn: Connection) -> None:
     """Default `on_connect`: log the new client."""
     log.info(
-        "client connected client_id=%s user_id=%s room=%s address=%s",
-        conn.id,
-        conn.user_id,
-        conn.room,
-        conn.address,
+        "client connected",
+        extra=fields(client_id=conn.id, user_id=conn.user_id, room=conn.room, address=conn.address),
     )
 
 
 async def log_disconnect(conn: Connection) -> None:
     """Default `on_disconnect`: log the departed client."""
+    code = None if conn.close_reason is None else int(conn.close_reason[0])
     log.info(
-        "client disconnected client_id=%s user_id=%s room=%s", conn.id, conn.user_id, conn.room
+        "client disconnected",
+        extra=fields(
+            client_id=conn.id, user_id=conn.user_id, room=conn.room, code=code or PEER_CLOSED
+        ),
     )
 
 
@@ -160,7 +162,7 @@ class Handler:
         except h11.ProtocolError as exc:
             # The server's HTTP layer broke before our 101 went out
             # (hypercorn#225); it closes the connection and logs the warning.
-            log.info("handshake failed client_id=%s error=%s", conn.id, exc)
+            log.info("handshake failed", extra=fields(client_id=conn.id, error=str(exc)))
             return
         self._metrics.connections_accepted.inc()
         if (direct := _direct_writer(websocket)) is not None:
@@ -181,7 +183,10 @@ class Handler:
                 await conn.serve(websocket, limit_rate(self._on_frame, self._config, self._metrics))
                 nursery.cancel_scope.cancel()
         except Exception:
-            log.exception("connection failed client_id=%s user_id=%s", conn.id, conn.user_id)
+            log.exception(
+                "connection failed",
+                extra=fields(client_id=conn.id, user_id=conn.user_id, room=conn.room),
+            )
             conn.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             self._count_end(conn)
@@ -208,7 +213,10 @@ class Handler:
         try:
             await self._hooks.on_disconnect(conn)
         except Exception:
-            log.exception("disconnect handling failed client_id=%s", conn.id)
+            log.exception(
+                "disconnect handling failed",
+                extra=fields(client_id=conn.id, user_id=conn.user_id, room=conn.room),
+            )
 
     def _welcome(self, conn: Connection) -> str:
         return encode(

@@ -190,6 +190,7 @@ class Hub:
         room.pending += 1
         try:
             await room.subscribed.wait()
+            await self.presence.wait_synced(name)
         finally:
             room.pending -= 1
         # From here on the room's frames reach `conn`'s buffer: whatever the
@@ -383,8 +384,9 @@ class Hub:
         being prepared skip it: that frame shows presence after the change."""
         room = self._rooms.get(room_name)
         if room is not None:
-            for conn in room.members.values():
-                conn.offer(frame)
+            # One per room per interval at most: counting each costs nothing.
+            sent = sum(conn.offer(frame) for conn in room.members.values())
+            self._metrics.presence_diffs_sent.inc(sent)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the heartbeat and the flush ticker of batched connections until cancelled."""

@@ -134,6 +134,18 @@ def test_two_pages_chat_and_a_page_in_another_room_sees_none_of_it(
         assert carol.locator(".msg").count() == 1
 
 
+def test_a_page_shows_who_comes_and_goes(open_page: OpenPage) -> None:
+    with live_service(PRESENCE_INTERVAL="0.1") as service:
+        alice = open_page(service, "alice", "general")
+        expect(alice.locator("#members li")).to_have_text(["alice"])
+        bob = open_page(service, "bob", "general")
+        expect(alice.locator("#people-title")).to_have_text("Here (2)")
+        expect(alice.locator("#members li")).to_have_text(["alice", "bob"])
+        bob.close()
+        expect(alice.locator("#people-title")).to_have_text("Here (1)")
+        expect(alice.locator("#members li")).to_have_text(["alice"])
+
+
 def test_markup_in_a_body_is_shown_as_text_and_runs_nothing(open_page: OpenPage) -> None:
     attack = "<img src=x onerror=alert(1)>"
     with live_service() as service:
