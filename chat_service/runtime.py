@@ -14,7 +14,7 @@ from .metrics import Metrics
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
 from .realtime.capacity import Capacity
 from .realtime.history import History, MemoryHistory
-from .realtime.presence import Page, Presence
+from .realtime.presence import Presence
 from .realtime.redis_broadcaster import RedisBroadcaster
 from .realtime.redis_cluster_broadcaster import RedisClusterBroadcaster
 from .task_count import TaskCounter
@@ -65,8 +65,13 @@ class ChatRuntime:
         # Where METRICS_PORT's listener listens, once it does (else empty).
         self.metrics_binds: list[str] = []
         self.broadcaster, self.history = make_broadcaster(config, self.metrics)
+        store = (
+            self.broadcaster.open_presence(config.presence_ttl)
+            if isinstance(self.broadcaster, RedisBroadcaster)
+            else None
+        )
         self.presence = Presence(
-            interval=config.presence_interval, list_max=config.presence_list_max
+            interval=config.presence_interval, list_max=config.presence_list_max, store=store
         )
         self.hub = Hub(
             self.broadcaster,
@@ -99,12 +104,6 @@ class ChatRuntime:
         self.tasks = TaskCounter()
         self._started = False
 
-    async def presence_page(self, room: str, *, limit: int, cursor: str | None) -> Page:
-        """Up to `limit` members of `room` after the user `cursor`, across
-        the cluster (see `Presence.page`)."""
-        await trio.lowlevel.checkpoint()
-        return self.presence.page(room, limit=limit, cursor=cursor)
-
     def unready_reason(self) -> str | None:
         """Why this instance should get no new clients now, or None if ready."""
         if not self._started:
@@ -126,8 +125,8 @@ class ChatRuntime:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.broadcaster.run, self.hub.deliver, self.hub.epoch_seen)
                 await nursery.start(self.hub.run)
-                if self.config.presence_events:
-                    await nursery.start(self.presence.run, self.hub.offer)
+                offer = self.hub.offer if self.config.presence_events else None
+                await nursery.start(self.presence.run, offer)
                 self._started = True
                 task_status.started()
         finally:

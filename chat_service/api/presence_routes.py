@@ -14,7 +14,7 @@ from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
 from ..realtime.message import is_valid_name
-from ..realtime.presence import Page
+from ..realtime.presence import Page, PresenceUnavailable
 from ..runtime import ChatRuntime
 from .access import NAME_RULE, Refused, check_room, room_claims
 from .handshake import API_PREFIX
@@ -46,7 +46,7 @@ def presence_body(room: str, page: Page) -> dict[str, Any]:
 
 
 def register_presence_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
-    """Mount `GET PRESENCE_RULE` on `app`, reading `runtime.presence_page`;
+    """Mount `GET PRESENCE_RULE` on `app`, reading `runtime.presence`;
     `runtime.verifier` checks tokens (None: auth off, anyone may read)."""
     verifier = runtime.verifier
     default_limit = runtime.config.presence_list_max or 1
@@ -70,7 +70,12 @@ def register_presence_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
                 raise BadParameter("cursor", f"cursor is a user_id: {NAME_RULE}")
             if verifier is not None:
                 room_claims(verifier, request.headers.get("Authorization", ""), request.args, room)
-            page = await runtime.presence_page(room, limit=limit, cursor=cursor)
+            try:
+                page = await runtime.presence.page(room, limit=limit, cursor=cursor)
+            except PresenceUnavailable:
+                raise Refused(
+                    503, "unavailable", "presence cannot be read now (Redis is down): retry"
+                ) from None
         except Refused as exc:
             return exc.response()
         return jsonify(presence_body(room, page))

@@ -31,14 +31,14 @@ def rooms_body(runtime: ChatRuntime, visible: list[str]) -> dict[str, Any]:
         members = runtime.hub.members(room)
         if not members:
             continue  # its first member is still joining
-        cluster = runtime.presence.page(room, limit=1)
+        users, connections = runtime.presence.totals(room)
         rooms.append(
             {
                 "room": room,
                 "local_connections": len(members),
                 "local_users": len(Counter(conn.user_id for conn in members)),
-                "users": cluster.users,
-                "connections": cluster.connections,
+                "users": users,
+                "connections": connections,
             }
         )
     return {"rooms": rooms, "connections": runtime.hub.connection_count()}

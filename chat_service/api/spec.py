@@ -473,6 +473,9 @@ def _room_presence_path() -> Schema:
                     }
                 ),
                 **_token_refusals(),
+                "503": _error(
+                    {"unavailable": "presence cannot be read now (Redis is down): retry"}
+                ),
             },
         }
     }

@@ -190,6 +190,7 @@ class Hub:
         room.pending += 1
         try:
             await room.subscribed.wait()
+            await self.presence.wait_synced(name)
         finally:
             room.pending -= 1
         # From here on the room's frames reach `conn`'s buffer: whatever the

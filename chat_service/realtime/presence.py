@@ -3,7 +3,9 @@ coalesced `presence_diff` of each room once per interval.
 
 The view of a room is this instance's members (`join`/`remove`, called by the
 hub as connections become members and leave) plus the other instances'
-(`set_remote`, from Redis; nothing without it). A user is present while
+(from a `PresenceStore`, Redis; none without it). With a store, every
+interval this instance writes its share of each room and reads the others'
+back; a room's first local member waits for that once (`wait_synced`). A user is present while
 their count, summed over the cluster, is above 0: a second tab changes the
 count, not who is present.
 
@@ -18,15 +20,26 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from .message import encode
 
-__all__ = ["DEFAULT_LIST_MAX", "Offer", "Page", "Presence"]
+__all__ = [
+    "DEFAULT_LIST_MAX",
+    "Offer",
+    "Page",
+    "Presence",
+    "PresenceStore",
+    "PresenceUnavailable",
+    "Share",
+]
+
+log = logging.getLogger(__name__)
 
 # Members listed in a `subscribed` frame's presence: enough for a sidebar,
 # while a room of thousands costs each subscriber one small frame.
@@ -35,6 +48,26 @@ DEFAULT_LIST_MAX = 100
 Offer = Callable[[str, str], object]
 """`offer(room, frame)`: hands one encoded `presence_diff` to the local
 members of `room`. A plain function: it never waits on a client."""
+
+Share = dict[str, int]
+"""One instance's connections per user_id in a room."""
+
+
+class PresenceUnavailable(Exception):
+    """The other instances' presence cannot be read or written (Redis down)."""
+
+
+class PresenceStore(Protocol):
+    """Where instances keep their shares of presence (see redis_presence.py)."""
+
+    async def sync(self, shares: Mapping[str, Share | None]) -> dict[str, Share]:
+        """Write this instance's share of each room (None: unchanged; empty:
+        gone) and return the other instances' shares summed, per room."""
+        ...
+
+    async def read(self, room: str) -> Share:
+        """Every instance's connections per user in `room`."""
+        ...
 
 
 @dataclass(slots=True)
@@ -97,12 +130,41 @@ class Page:
 class Presence:
     """Every room's presence on this instance's view of the cluster."""
 
-    def __init__(self, *, interval: float, list_max: int = DEFAULT_LIST_MAX) -> None:
+    def __init__(
+        self,
+        *,
+        interval: float,
+        list_max: int = DEFAULT_LIST_MAX,
+        store: PresenceStore | None = None,
+    ) -> None:
         self._interval = interval
         self._list_max = list_max
+        self._store = store
         self._rooms: dict[str, _Room] = {}
         self._changed: set[str] = set()
         self._steps = itertools.count()
+        # With a store: rooms whose local share changed since it was written;
+        # rooms whose other shares are known; rooms a first member waits for.
+        self._dirty: set[str] = set()
+        self._synced: set[str] = set()
+        self._wanted: dict[str, trio.Event] = {}
+        self._wanted_added = trio.lowlevel.ParkingLot()
+        self._outage_logged = False
+
+    async def wait_synced(self, room: str) -> None:
+        """Return once the other instances' share of `room` is known (at
+        once without a store, or if it already is): a room's first member
+        waits for one round trip, every later one does not. While the
+        store is unavailable it returns after the failed attempt.
+        Cancellation only stops the wait."""
+        if self._store is None or room in self._synced:
+            await trio.lowlevel.checkpoint()
+            return
+        synced = self._wanted.get(room)
+        if synced is None:
+            synced = self._wanted[room] = trio.Event()
+            self._wanted_added.unpark_all()
+        await synced.wait()
 
     def join(self, room: str, user: str) -> dict[str, Any]:
         """A local connection of `user` became a member of `room`: count it,
@@ -114,6 +176,7 @@ class Presence:
         # The newcomer saw every change so far; its own comes after.
         self._snapshot_taken(state)
         state.local[user] = state.local.get(user, 0) + 1
+        self._dirty.add(room)
         self._counted(room, state, user, +1)
         return self._listed(state)
 
@@ -127,18 +190,10 @@ class Presence:
             state.local[user] = left
         else:
             del state.local[user]
+        self._dirty.add(room)
         self._counted(room, state, user, -1)
 
-    def local_counts(self, room: str) -> dict[str, int]:
-        """This instance's connections per user in `room` (what it tells Redis)."""
-        state = self._rooms.get(room)
-        return {} if state is None else dict(state.local)
-
-    def rooms(self) -> list[str]:
-        """Rooms with local members."""
-        return [name for name, state in self._rooms.items() if state.local]
-
-    def set_remote(self, room: str, counts: dict[str, int]) -> None:
+    def set_remote(self, room: str, counts: Share) -> None:
         """The other instances' connections per user in `room`, replacing
         what was known of them."""
         state = self._rooms.get(room)
@@ -185,10 +240,28 @@ class Presence:
         listed = itertools.islice(state.users, self._list_max)
         return {"users": len(state.users), "members": list(_members(state, listed))}
 
-    def page(self, room: str, *, limit: int, cursor: str | None = None) -> Page:
+    def totals(self, room: str) -> tuple[int, int]:
+        """(users, connections) of `room` in this instance's view of the
+        cluster, as of the last interval; never waits."""
+        state = self._rooms.get(room)
+        return (0, 0) if state is None else (len(state.users), state.connections)
+
+    async def page(self, room: str, *, limit: int, cursor: str | None = None) -> Page:
         """Up to `limit` members of `room` after the user `cursor` (None:
-        from the first), with the room's totals."""
-        state = self._rooms.get(room) or _Room()
+        from the first), with the room's totals: from this instance's view
+        where it has one, else read from the store. Raises
+        `PresenceUnavailable` if that read fails. Cancellation abandons it."""
+        state = self._rooms.get(room)
+        if self._store is not None and room not in self._synced:
+            state = _Room()
+            state.remote = await self._store.read(room)
+            state.users = sorted(state.remote)
+            state.connections = sum(state.remote.values())
+        else:
+            await trio.lowlevel.checkpoint()
+        return self._page(state or _Room(), limit, cursor)
+
+    def _page(self, state: _Room, limit: int, cursor: str | None) -> Page:
         start = 0 if cursor is None else bisect.bisect_right(state.users, cursor)
         users = state.users[start : start + limit]
         more = start + limit < len(state.users)
@@ -230,7 +303,9 @@ class Presence:
         )
 
     def _forget_if_empty(self, room: str, state: _Room) -> None:
-        if state.is_empty():
+        # With a store, a room without local members is forgotten once its
+        # share was dropped there (`_sync`).
+        if self._store is None and state.is_empty():
             self._rooms.pop(room, None)
 
     def take_diffs(self) -> Iterator[tuple[str, str]]:
@@ -241,15 +316,63 @@ class Presence:
                 yield room, frame
 
     async def run(
-        self, offer: Offer, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        offer: Offer | None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Every interval, hand each changed room's diff to `offer`, until
-        cancelled (cancellation loses nothing: changes wait for the next run)."""
+        """Until cancelled: every interval, write this instance's shares to
+        the store and read the others' (with a store), then hand each
+        changed room's diff to `offer` (None: no diffs, PRESENCE_EVENTS
+        off); between intervals, sync the rooms a first member waits for at
+        once. Cancellation loses nothing: changes wait for the next run."""
         task_status.started()
+        deadline = trio.current_time() + self._interval
         while True:
-            await trio.sleep(self._interval)
-            for room, frame in self.take_diffs():
-                offer(room, frame)
+            with trio.move_on_at(deadline):
+                while not self._wanted:
+                    await self._wanted_added.park()
+            due = trio.current_time() >= deadline
+            if self._store is not None:
+                await self._sync([*self._rooms, *self._wanted] if due else list(self._wanted))
+            if due:
+                deadline = trio.current_time() + self._interval
+                if offer is not None:
+                    for room, frame in self.take_diffs():
+                        offer(room, frame)
+
+    async def _sync(self, rooms: list[str]) -> None:
+        """One round with the store for `rooms` (see `run`)."""
+        assert self._store is not None
+        wanted = {room: self._wanted[room] for room in rooms if room in self._wanted}
+        shares: dict[str, Share | None] = {}
+        for room in dict.fromkeys(rooms):
+            state = self._rooms.get(room)
+            local = {} if state is None else state.local
+            shares[room] = dict(local) if room in self._dirty or not local else None
+        self._dirty.difference_update(shares)
+        try:
+            others = await self._store.sync(shares)
+        except PresenceUnavailable as exc:
+            self._dirty.update(shares)
+            if not self._outage_logged:
+                log.warning("presence of other instances unavailable: %s", exc)
+                self._outage_logged = True
+        else:
+            self._outage_logged = False
+            for room, counts in others.items():
+                state = self._rooms.get(room)
+                if state is not None and not state.local and room not in wanted:
+                    # No member here any more: nobody to show it to.
+                    del self._rooms[room]
+                    self._synced.discard(room)
+                    continue
+                self.set_remote(room, counts)
+                self._synced.add(room)
+        for room, synced in wanted.items():
+            if self._wanted.get(room) is synced:
+                del self._wanted[room]
+            synced.set()
 
 
 def _members(state: _Room, users: Iterator[str] | list[str]) -> Iterator[dict[str, Any]]:

@@ -46,6 +46,7 @@ from .redis_history import (
     RedisSession,
     RoomKeys,
 )
+from .redis_presence import RedisPresence
 
 __all__ = ["RedisBroadcaster"]
 
@@ -169,6 +170,11 @@ class RedisBroadcaster(Broadcaster):
         self._queue_space = trio.lowlevel.ParkingLot()
         self._rooms_changed = trio.lowlevel.ParkingLot()
         self._state_changed = trio.lowlevel.ParkingLot()
+
+    def open_presence(self, ttl: float) -> RedisPresence:
+        """Presence shares kept in this broadcaster's Redis, through its
+        session, each for `ttl` seconds after its last refresh."""
+        return RedisPresence(lambda: self._session, prefix=self._prefix, ttl=ttl)
 
     @property
     def unready_reason(self) -> str | None:
