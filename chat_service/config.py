@@ -254,6 +254,13 @@ class Config:
     auth_jwt_issuer: str = _env("AUTH_JWT_ISSUER", _text, "")
     # Seconds of clock skew between the token's issuer and us forgiven on
     # exp and nbf: enough for NTP-synced hosts, too little to matter.
+    # The key a backend publishes with (POST .../rooms/{room}/messages,
+    # `Authorization: Bearer <key>`); empty: only JWTs with scope publish.
+    publish_api_key: str = _env("PUBLISH_API_KEY", _text, "")
+    # Messages per second one publishing credential may post, sustained, and
+    # at once: a busy bot's replies, while one leaked key cannot flood rooms.
+    publish_rate_per_second: float = _env("PUBLISH_RATE_PER_SECOND", _positive_float, 20.0)
+    publish_rate_burst: int = _env("PUBLISH_RATE_BURST", _positive_int, 50)
     # Seconds before a token's exp that its connection is sent
     # `token_expiring`: time for a client to fetch a new token and refresh.
     token_expiry_notice: float = _env("TOKEN_EXPIRY_NOTICE", _non_negative_float, 30.0)
@@ -381,6 +388,10 @@ class Config:
         if self.auth_enabled and not (self.auth_jwt_secret or self.auth_jwt_public_key):
             raise ConfigError(
                 "AUTH_JWT_SECRET: required when AUTH_ENABLED is true (or AUTH_JWT_PUBLIC_KEY_FILE)"
+            )
+        if self.publish_api_key and len(self.publish_api_key.encode()) < _MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"PUBLISH_API_KEY: must be at least {_MIN_SECRET_BYTES} bytes (a random key)"
             )
         if (
             self.auth_enabled

@@ -26,6 +26,7 @@ from .helpers import RunningServer, connect, raw_request, raw_upgrade
 from .tokens import SECRET, mint
 
 OPENAPI = build_openapi()
+PUBLISH_KEY = "schemathesis-publish-key-of-32-bytes-or-more"
 ASYNCAPI = build_asyncapi()
 MESSAGES: dict[str, Any] = ASYNCAPI["components"]["messages"]
 
@@ -92,11 +93,16 @@ async def test_docs_page_loads_everything_from_the_service(server: RunningServer
 
 
 async def test_schemathesis_finds_no_failures_in_the_http_endpoints(
-    server: RunningServer, tmp_path: Path
+    start_server: StartServer, tmp_path: Path
 ) -> None:
+    # With the publish key, so that the publish API is tested past its 401.
+    server = await start_server(
+        publish_api_key=PUBLISH_KEY, publish_rate_per_second=1000, publish_rate_burst=1000
+    )
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "run"),
         f"http://127.0.0.1:{server.port}{OPENAPI_PATH}",
+        *("--header", f"Authorization: Bearer {PUBLISH_KEY}"),
         # The WebSocket endpoints need an upgrade, which schemathesis cannot make;
         # the tests below hold them to the document.
         *("--exclude-tag", "WebSocket"),

@@ -199,3 +199,23 @@ def test_bad_public_keys_name_their_variable(tmp_path: Path) -> None:
             Config.load(environ)
     with pytest.raises(ConfigError, match=r"^AUTH_LEEWAY_SECONDS"):
         Config.load({"AUTH_LEEWAY_SECONDS": "3600"})
+
+
+def test_publish_settings() -> None:
+    config = Config.load(
+        {
+            "PUBLISH_API_KEY": "k" * 32,
+            "PUBLISH_RATE_PER_SECOND": "5",
+            "PUBLISH_RATE_BURST": "7",
+            "TOKEN_EXPIRY_NOTICE": "60",
+        }
+    )
+    assert (config.publish_api_key, config.publish_rate_per_second) == ("k" * 32, 5.0)
+    assert (config.publish_rate_burst, config.token_expiry_notice) == (7, 60.0)
+    for environ, variable in (
+        ({"PUBLISH_API_KEY": "short"}, "PUBLISH_API_KEY"),
+        ({"PUBLISH_RATE_PER_SECOND": "0"}, "PUBLISH_RATE_PER_SECOND"),
+        ({"TOKEN_EXPIRY_NOTICE": "-1"}, "TOKEN_EXPIRY_NOTICE"),
+    ):
+        with pytest.raises(ConfigError, match=f"^{variable}"):
+            Config.load(environ)

@@ -18,7 +18,7 @@ from ..web import register_page
 from .access import NAME_RULE, Refused, check_room, refusal, room_claims
 from .docs import register_docs
 from .handshake import METRICS_PATH, WS_PATH
-from .history_routes import register_history_routes
+from .messages_routes import register_room_messages_routes
 from .presence_routes import register_presence_routes
 from .query import since_parameters
 from .rooms_routes import register_rooms_routes
@@ -63,7 +63,7 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
 
     allowed_origins = runtime.config.allowed_origins
     verifier = runtime.verifier
-    register_history_routes(app, runtime)
+    register_room_messages_routes(app, runtime)
     register_presence_routes(app, runtime)
     register_rooms_routes(app, runtime)
 

@@ -23,8 +23,9 @@ from .handshake import (
     REFUSALS,
     WS_PATH,
 )
-from .history_routes import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MESSAGES_PATH
+from .messages_routes import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MESSAGES_PATH
 from .presence_routes import MAX_PRESENCE_PAGE, PRESENCE_PATH
+from .publish_doc import PUBLISH_OPERATION, PUBLISH_SECURITY_SCHEME
 from .rooms_routes import ROOMS_PATH
 
 __all__ = [
@@ -53,6 +54,7 @@ DOCS_ASSETS: Final = {
 _WEBSOCKET_TAG: Final = "WebSocket"
 _PAGE_TAG: Final = "Chat page"
 _ROOMS_TAG: Final = "Rooms"
+_PUBLISH: Final = {"tags": [_ROOMS_TAG], **PUBLISH_OPERATION}
 
 _DESCRIPTION: Final = f"""\
 A real-time chat server: clients join a room over a WebSocket and every chat
@@ -560,7 +562,7 @@ def build_openapi() -> dict[str, Any]:
         "paths": {
             WS_PATH: _websocket_operation(named_room=False),
             f"{WS_PATH}/{{room}}": _websocket_operation(named_room=True),
-            MESSAGES_PATH: _room_messages_path(),
+            MESSAGES_PATH: _room_messages_path() | {"post": _PUBLISH},
             PRESENCE_PATH: _room_presence_path(),
             ROOMS_PATH: _rooms_path(),
             **_health_paths(),
@@ -575,7 +577,8 @@ def build_openapi() -> dict[str, Any]:
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
                     "description": AUTH_DESCRIPTION,
-                }
+                },
+                "publishAuth": PUBLISH_SECURITY_SCHEME,
             }
         },
     }

@@ -16,7 +16,7 @@ from ..config import Config
 from ..direct_send import DIRECT_SEND
 from ..logs import fields
 from ..metrics import PEER_CLOSED, Metrics
-from .broadcaster import Broadcaster
+from .broadcaster import Broadcaster, OnDuplicate, PublishOutcome
 from .close_codes import CloseCode
 from .connection import Connection, DirectWriter, Transport
 from .expiry import watch_expiry
@@ -293,6 +293,29 @@ class Handler:
         _check_allowed(conn, room)
         if room not in conn.rooms:
             raise FrameError(ErrorCode.NOT_SUBSCRIBED, "subscribe to the room first", room)
+        # A retry is answered with the original, to this client alone; the
+        # receive loop goes on meanwhile instead of waiting for Redis.
+        await self.publish_chat(conn, room, request, on_duplicate=conn.enqueue)
+
+    async def publish_chat(
+        self,
+        conn: Connection,
+        room: str,
+        request: ChatRequest,
+        *,
+        on_duplicate: OnDuplicate | None = None,
+    ) -> PublishOutcome | None:
+        """Say `request` in `room` as `conn`: through the `on_message` hook,
+        then published with the room's next `seq` (a retry with the same
+        user and `client_msg_id` is not published again; `on_duplicate`
+        gets the original). The chat sockets and the publish API both come
+        through here.
+
+        Returns the publish's outcome, or None if the hook dropped the
+        message.
+        Waits only for the hook and while the outgoing queue is full; if
+        cancelled, the message was queued whole or not at all.
+        """
         self._metrics.messages_received.inc()
         message = await self._hooks.on_message(
             conn,
@@ -308,13 +331,11 @@ class Handler:
         )
         if message is None:
             self._metrics.messages_dropped.labels("hook").inc()
-            return
+            return None
         # Always the room it was sent to, whatever the hook did: rooms stay isolated.
         sender = None if message.client_msg_id is None else (conn.user_id, message.client_msg_id)
-        # A retry is answered with the original, to this client alone; the
-        # receive loop goes on meanwhile instead of waiting for Redis.
-        await self._broadcaster.publish_chat(
-            room, message.encode(), sender=sender, on_duplicate=conn.enqueue
+        return await self._broadcaster.publish_chat(
+            room, message.encode(), sender=sender, on_duplicate=on_duplicate
         )
 
 

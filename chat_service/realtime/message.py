@@ -47,7 +47,9 @@ __all__ = [
     "is_valid_name",
     "new_message_id",
     "now_ms",
+    "parse_chat",
     "parse_client_frame",
+    "parse_object",
     "parse_since",
     "subscribed_frame",
     "unsubscribed_frame",
@@ -345,12 +347,10 @@ def parse_client_frame(text: str, *, max_body_chars: int) -> ClientFrame:
     Unknown fields are ignored. Raises `FrameError` with the protocol's code
     for anything the protocol refuses.
     """
-    obj = _loads(text)
-    if not isinstance(obj, dict):
-        raise FrameError(ErrorCode.INVALID_MESSAGE, "a frame must be a JSON object")
+    obj = parse_object(text)
     kind = obj.get("type", MessageType.CHAT.value)
     if kind == "chat":
-        return _parse_chat(obj, max_body_chars)
+        return parse_chat(obj, max_body_chars)
     if kind == "ping":
         return _parse_ping(obj)
     if kind == "pong":
@@ -366,7 +366,23 @@ def parse_client_frame(text: str, *, max_body_chars: int) -> ClientFrame:
     raise FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown type {kind[:64]!r}")
 
 
-def _parse_chat(obj: dict[str, Any], max_body_chars: int) -> ChatRequest:
+def parse_object(text: str) -> dict[str, Any]:
+    """The JSON object of a client frame (or a publish request's body).
+
+    Raises `FrameError`: `invalid_json` for bad JSON, `invalid_message` for
+    another value than an object, a duplicate key or a lone surrogate.
+    """
+    obj = _loads(text)
+    if not isinstance(obj, dict):
+        raise FrameError(ErrorCode.INVALID_MESSAGE, "a frame must be a JSON object")
+    return obj
+
+
+def parse_chat(obj: dict[str, Any], max_body_chars: int) -> ChatRequest:
+    """The chat request of a frame's object (its `type` already seen to be chat).
+
+    Raises `FrameError` for a bad `body`, `client_msg_id` or `room`.
+    """
     body = obj.get("body")
     if not isinstance(body, str) or not body:
         raise FrameError(ErrorCode.INVALID_MESSAGE, "body must be a non-empty string")

@@ -50,6 +50,10 @@ class TokenBucket:
         self._tokens -= 1.0
         return True
 
+    def seconds_to_next(self) -> float:
+        """Seconds until a token is there, as of the last `take` (0: one is)."""
+        return max(0.0, (1.0 - self._tokens) / self._rate)
+
 
 class Verdict(Enum):
     """What to do with one frame."""

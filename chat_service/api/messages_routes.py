@@ -1,9 +1,10 @@
-"""A room's messages over HTTP: `GET /api/chat-api/rooms/{room}/messages`,
-its history paged backwards from the newest message.
+"""A room's messages over HTTP, `/api/chat-api/rooms/{room}/messages`:
+`GET` pages its history backwards from the newest message; `POST` publishes
+a backend's message in it (`publish.Publishing`).
 
-Authentication is the socket's (`access.room_claims`): with AUTH_ENABLED a
-token whose `rooms` claim covers the room. Other methods on the same path
-(a backend publishing, `POST`) register their own view on `MESSAGES_RULE`.
+Reading takes the socket's authentication (`access.room_claims`): with
+AUTH_ENABLED a token whose `rooms` claim covers the room. Publishing takes
+PUBLISH_API_KEY or a JWT with scope `publish`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from typing import Any, Final
 
 from quart import Response, jsonify, request
 from quart_trio import QuartTrio
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..realtime.history import HistoryUnavailable, Page
 from ..realtime.message import MAX_SEQ, frame_seq
 from ..runtime import ChatRuntime
 from .access import Refused, check_room, room_claims
 from .handshake import API_PREFIX
+from .publish import Publishing
 from .query import integer_parameter
 
 __all__ = [
@@ -27,7 +30,7 @@ __all__ = [
     "MESSAGES_PATH",
     "MESSAGES_RULE",
     "page_body",
-    "register_history_routes",
+    "register_room_messages_routes",
 ]
 
 MESSAGES_PATH: Final = f"{API_PREFIX}/rooms/{{room}}/messages"
@@ -55,10 +58,13 @@ def page_body(room: str, page: Page) -> dict[str, Any]:
     }
 
 
-def register_history_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
-    """Mount `GET MESSAGES_RULE` on `app`, reading `runtime.history`;
-    `runtime.verifier` checks tokens (None: auth off, anyone may read)."""
+def register_room_messages_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
+    """Mount `GET MESSAGES_RULE` on `app`, reading `runtime.history`
+    (`runtime.verifier` checks tokens; None: auth off, anyone may read), and
+    `POST MESSAGES_RULE`, publishing through `runtime.handler`."""
     verifier = runtime.verifier
+    publishing = Publishing(runtime)
+    max_body_bytes = app.config["MAX_CONTENT_LENGTH"]
 
     @app.get(MESSAGES_RULE)
     async def room_messages(room: str) -> Response:
@@ -85,3 +91,32 @@ def register_history_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
         except Refused as exc:
             return exc.response()
         return jsonify(page_body(room, page))
+
+    @app.post(MESSAGES_RULE)
+    async def publish_message(room: str) -> Response:
+        """Publish a backend's message in `room` (the OpenAPI document's
+        `publishMessage`): 201 with its `id` and `seq`, 200 for a retry,
+        else a JSON refusal. The credential and its rate limit are checked
+        before the body is read. Cancelled (the backend went away), the
+        message is published whole or not at all.
+        """
+        try:
+            check_room(room)
+            publisher = publishing.authenticate(request.headers.get("Authorization", ""))
+            publishing.check_rate(publisher)
+            try:
+                # Bounded by the app's MAX_CONTENT_LENGTH as it arrives, and
+                # refused at once when Content-Length says more.
+                body: bytes = await request.body
+            except RequestEntityTooLarge:
+                raise Refused(
+                    413, "too_large", f"the body is over {max_body_bytes} bytes"
+                ) from None
+            status, answer = await publishing.publish(
+                publisher, room, body, address=request.remote_addr or ""
+            )
+        except Refused as exc:
+            return exc.response()
+        response = jsonify(answer)
+        response.status_code = status
+        return response
