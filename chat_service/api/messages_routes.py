@@ -96,22 +96,27 @@ def register_room_messages_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
     async def publish_message(room: str) -> Response:
         """Publish a backend's message in `room` (the OpenAPI document's
         `publishMessage`): 201 with its `id` and `seq`, 200 for a retry,
-        else a JSON refusal. The credential and its rate limit are checked
-        before the body is read. Cancelled (the backend went away), the
+        else a JSON refusal. The body is read first, within the app's
+        MAX_CONTENT_LENGTH, so that a refusal leaves the connection
+        reusable (an answer before the body has come closes it); only a
+        413 closes it, saying so. Cancelled (the backend went away), the
         message is published whole or not at all.
         """
         try:
-            check_room(room)
-            publisher = publishing.authenticate(request.headers.get("Authorization", ""))
-            publishing.check_rate(publisher)
             try:
-                # Bounded by the app's MAX_CONTENT_LENGTH as it arrives, and
-                # refused at once when Content-Length says more.
+                # Bounded as it arrives, and refused at once when
+                # Content-Length says more.
                 body: bytes = await request.body
             except RequestEntityTooLarge:
                 raise Refused(
-                    413, "too_large", f"the body is over {max_body_bytes} bytes"
+                    413,
+                    "too_large",
+                    f"the body is over {max_body_bytes} bytes",
+                    Connection="close",
                 ) from None
+            check_room(room)
+            publisher = publishing.authenticate(request.headers.get("Authorization", ""))
+            publishing.check_rate(publisher)
             status, answer = await publishing.publish(
                 publisher, room, body, address=request.remote_addr or ""
             )

@@ -144,7 +144,11 @@ PUBLISH_OPERATION: Final[dict[str, Any]] = {
             "forbidden_room",
             "dropped",
         ),
-        "413": _refusal("The request body is over 64 KiB", "too_large"),
+        "413": _refusal(
+            "The request body is over 64 KiB (refused as it arrives; the connection is closed)",
+            "too_large",
+            **{"Connection": {"required": True, "schema": {"const": "close"}}},
+        ),
         "429": _refusal(
             "This credential publishes faster than its rate limit",
             "rate_limited",

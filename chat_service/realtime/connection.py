@@ -128,6 +128,8 @@ class Connection:
             self._outbox_in.send_nowait(frame)
         except (trio.WouldBlock, trio.ClosedResourceError):
             return False
+        # Counted like every queued entry: a direct write must never overtake it.
+        self._unsent += 1
         return True
 
     def enqueue_many(self, frames: list[str]) -> bool:

@@ -128,15 +128,6 @@ async def history(server: RunningServer, room: str) -> list[dict[str, Any]]:
         before = f"&before={page['messages'][0]['seq']}"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open bug, about half the runs: after the failover, an instance sometimes "
-        "delivers two consecutive seqs of the room swapped (seen: 1023 before 1022) or "
-        "misses one, though it published them in order on the new master; the "
-        "failover itself, resubscription and recovery across the skipped seqs work"
-    ),
-)
 @pytest.mark.filterwarnings(
     # coredis 6.9's sharded pub/sub enters one pool.acquire() per shard in an
     # AsyncExitStack it never closes; when a failover ends the subscriber,
