@@ -16,7 +16,10 @@
 // Scenario fields:
 //   mode: "fanout" (one publisher, at most `in_flight` messages not yet
 //         received by every client), "rate" (one publisher at `rate` msg/s),
-//         "rooms" (every client sends `rate` msg/s), "idle" (connect only)
+//         "rooms" (every client sends `rate` msg/s), "idle" (connect only),
+//         "storm" (every client connects at once; how long until all have
+//         their `subscribed`, how many were cut off, and the presence diffs
+//         each received over the `duration` that follows)
 //   urls: base URLs such as "ws://127.0.0.1:8080/api/chat-api/ws"; client i
 //         of a room connects to urls[i % urls.length]
 //   rooms, clients_per_room, batch, in_flight, rate, warmup, duration (s),
@@ -85,6 +88,9 @@ class Client {
     this.room = room;
     this.roomSize = 0;
     this.ws = null;
+    this.onSubscribed = null; // storm mode: called at the path room's `subscribed`
+    this.presenceDiffs = 0;
+    this.lastUsers = null; // the `users` of the last presence_diff
   }
 
   connect() {
@@ -147,7 +153,14 @@ class Client {
       case "error":
         errorFrames++;
         break;
-      default: // welcome, join, leave, pong
+      case "subscribed":
+        if (this.onSubscribed !== null) this.onSubscribed();
+        break;
+      case "presence_diff":
+        this.presenceDiffs++;
+        this.lastUsers = frame.users;
+        break;
+      default: // welcome, pong
     }
   }
 
@@ -267,6 +280,10 @@ async function main() {
     }
     rooms.push(members);
   }
+  if (scenario.mode === "storm") {
+    await storm(clients);
+    return;
+  }
   const connectStart = performance.now();
   try {
     await connectAll(clients);
@@ -340,6 +357,44 @@ async function main() {
     },
     loadgen_cpu: (cpu.user + cpu.system) / 1e6 / elapsed,
     expired_in_flight: expired,
+    error_frames: errorFrames,
+    unexpected_closes: closes,
+  });
+  for (const client of clients) client.ws.terminate();
+  process.exit(0);
+}
+
+// storm mode: every client connects at the same moment (a deploy's reconnect).
+async function storm(clients) {
+  const start = performance.now();
+  const outcomes = await Promise.allSettled(
+    clients.map(
+      (client) =>
+        new Promise((resolve, reject) => {
+          client.onSubscribed = () => resolve(performance.now());
+          client.connect().catch(reject);
+        }),
+    ),
+  );
+  const served = outcomes.filter((o) => o.status === "fulfilled").map((o) => o.value);
+  const seconds = (Math.max(start, ...served) - start) / 1000;
+  emit({ event: "ready", clients: served.length, connect_seconds: seconds });
+  // Let the presence diffs of the storm arrive, and see who stays connected.
+  await sleep(scenario.duration * 1000);
+  stopping = true;
+  const diffs = clients.map((client) => client.presenceDiffs);
+  const cutOff = Object.values(closes).reduce((sum, n) => sum + n, 0);
+  emit({
+    event: "result",
+    clients: clients.length,
+    subscribed: served.length,
+    not_subscribed: clients.length - served.length,
+    storm_seconds: seconds,
+    clients_per_s: served.length / seconds,
+    cut_off: cutOff + clients.length - served.length,
+    presence_diffs_max: Math.max(...diffs),
+    presence_diffs_mean: diffs.reduce((sum, n) => sum + n, 0) / diffs.length,
+    last_users_min: Math.min(...clients.map((client) => client.lastUsers ?? 0)),
     error_frames: errorFrames,
     unexpected_closes: closes,
   });

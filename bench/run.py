@@ -40,7 +40,7 @@ REDIS_NOT_BUILT = "Redis fan-out is not built"
 # drain, since the load generator has gone when a server is stopped.
 OURS_ENV = {
     "LOG_LEVEL": "WARNING",
-    "JOIN_LEAVE_EVENTS": "false",
+    "PRESENCE_EVENTS": "false",
     "RATE_LIMIT_PER_SECOND": "0",
     "SHUTDOWN_GRACE_SECONDS": "2",
 }
@@ -166,13 +166,16 @@ def run_scenario(
     profile_to: Path | None = None,
     *,
     before: Path | None = None,
+    variants: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """One scenario against one server kind ("ours", "baseline", or "before":
-    ours from the source tree `before`), from start to stop."""
+    """One scenario against one server kind ("ours", "baseline", "before":
+    ours from the source tree `before`, or a name of `variants`: ours with
+    those settings too), from start to stop."""
     tag = f"{scenario.name}.{server}"
-    if server in ("ours", "before"):
+    variants = variants or {}
+    if server in ("ours", "before") or server in variants:
         command = processes.ours_command(before if server == "before" else None)
-        env = OURS_ENV | scenario.env
+        env = OURS_ENV | scenario.env | variants.get(server, {})
     else:
         command = processes.baseline_command()
         env = {}
@@ -237,7 +240,17 @@ def main(argv: list[str] | None = None) -> int:
         help="also run chat_service from this source tree (e.g. a `git worktree` of main) "
         "as server `before`, next to ours, in every scenario ours runs in",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        type=_variant,
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="also run ours with these settings as server NAME, next to ours, in every "
+        "scenario ours runs in (e.g. history-off:HISTORY_TTL=0); may be repeated",
+    )
     args = parser.parse_args(argv)
+    variants: dict[str, dict[str, str]] = dict(args.variant)
 
     if shutil.which("node") is None:
         print("bench: node is not installed (the load generator needs Node.js)", file=sys.stderr)
@@ -254,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = [replace(s, duration=args.duration) for s in scenarios]
     if args.before:
         scenarios = [replace(s, servers=("before", *s.servers)) for s in scenarios]
+    for name in variants:
+        scenarios = [
+            replace(s, servers=(*s.servers, name)) if "ours" in s.servers else s for s in scenarios
+        ]
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
@@ -274,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         for server in scenario.servers:
             print(f"bench: {scenario.name} / {server} ...", file=sys.stderr, flush=True)
             try:
-                outcome = run_scenario(scenario, server, cores, logs, before=args.before)
+                outcome = run_scenario(
+                    scenario, server, cores, logs, before=args.before, variants=variants
+                )
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                 failed = True
                 outcome = {"error": str(exc)}
@@ -289,6 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     report.write(results, args.out)
     print(f"bench: results in {args.out} ({results['seconds']} s)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    """`NAME:KEY=VALUE,KEY=VALUE` as (NAME, {KEY: VALUE})."""
+    name, _, settings = text.partition(":")
+    pairs = [pair.partition("=") for pair in settings.split(",") if pair]
+    if not name or name in ("ours", "baseline", "before") or not pairs:
+        raise argparse.ArgumentTypeError("expected NAME:KEY=VALUE[,KEY=VALUE]")
+    if any(not key or not sep for key, sep, _ in pairs):
+        raise argparse.ArgumentTypeError("each setting is KEY=VALUE")
+    return name, {key: value for key, _, value in pairs}
 
 
 def _add_stand_ins(results: dict[str, Any]) -> None:

@@ -36,7 +36,7 @@ class Scenario:
     """One load pattern, run against each server in `servers`."""
 
     name: str
-    mode: Literal["fanout", "rate", "rooms", "idle"]
+    mode: Literal["fanout", "rate", "rooms", "idle", "storm"]
     rooms: int
     clients_per_room: int
     metrics: tuple[Metric, ...]
@@ -62,6 +62,8 @@ class Scenario:
             words = f"{self.rooms} room x {self.clients_per_room}, {self.rate:g} msg/s"
         elif self.mode == "rooms":
             words = f"{self.rooms} rooms x {self.clients_per_room}, {self.rate:g} msg/s per client"
+        elif self.mode == "storm":
+            words = f"{self.clients_per_room:,} clients connecting at once to 1 room"
         else:
             words = f"{self.rooms * self.clients_per_room:,} idle connections"
         if self.instances > 1:
@@ -158,6 +160,28 @@ SCENARIOS: tuple[Scenario, ...] = (
         metrics=(replace(_SUSTAINED, target=0.95), _p99(1000)),
     ),
 )
+
+# A deploy: a whole room reconnects at once, with presence on (the default).
+# Every client must get welcome and subscribed, and none may be cut off.
+_STORM5000 = Scenario(
+    "storm5000",
+    "storm",
+    rooms=1,
+    clients_per_room=5000,
+    metrics=(
+        Metric("clients_per_s", "clients/s accepted", "/s", "higher"),
+        Metric("cut_off", "cut off", "", "lower", target=0),
+        Metric("presence_diffs_max", "presence diffs per client (max)", "", "lower"),
+    ),
+    warmup=0.0,
+    # Long enough for the storm's last presence diff (PRESENCE_INTERVAL 1 s).
+    duration=5.0,
+    drain=0.0,
+    # The baseline has no presence to compare with.
+    servers=("ours",),
+    env={"PRESENCE_EVENTS": "true"},
+)
+SCENARIOS += (_STORM5000, replace(_STORM5000, name="redis-storm5000", redis=True))
 
 # The scenario whose baseline figures stand in for a Redis scenario's.
 BASELINE_STAND_IN = {"redis2x-rooms50x20-batched": "rooms50x20-batched"}

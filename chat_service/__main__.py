@@ -14,6 +14,7 @@ import trio
 from .config import Config, ConfigError
 from .failures import summarize
 from .gc_tuning import tune_gc
+from .logs import configure_logging
 from .runtime import ChatRuntime
 from .server import serve
 
@@ -98,11 +99,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"chat-service: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(config.log_level, config.log_format)
     if config.log_level != "DEBUG":
         # coredis logs each lost connection at INFO (with an empty traceback);
         # the Redis broadcaster already logs an outage once, in our words.

@@ -61,6 +61,10 @@ def _port(raw: str) -> int:
     return value
 
 
+def _optional_port(raw: str) -> int | None:
+    return None if raw == "" else _port(raw)
+
+
 def _positive_int(raw: str) -> int:
     value = _int(raw)
     if value < 1:
@@ -119,6 +123,13 @@ def _log_level(raw: str) -> str:
     if level not in _LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
     return level
+
+
+def _log_format(raw: str) -> str:
+    value = raw.lower()
+    if value not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return value
 
 
 def _redis_url(raw: str) -> str:
@@ -223,6 +234,8 @@ class Config:
 
     host: str = _env("HOST", _text, "127.0.0.1")
     port: int = _env("PORT", _port, 8080)
+    # A second listener for GET /metrics alone (None: only on PORT).
+    metrics_port: int | None = _env("METRICS_PORT", _optional_port, None)
     redis_url: str = _env("REDIS_URL", _redis_url, "")
     # Seed nodes of a Redis Cluster (sharded pub/sub); instead of REDIS_URL.
     redis_cluster_url: str = _env("REDIS_CLUSTER_URL", _redis_cluster_url, "")
@@ -241,6 +254,13 @@ class Config:
     auth_jwt_issuer: str = _env("AUTH_JWT_ISSUER", _text, "")
     # Seconds of clock skew between the token's issuer and us forgiven on
     # exp and nbf: enough for NTP-synced hosts, too little to matter.
+    # The key a backend publishes with (POST .../rooms/{room}/messages,
+    # `Authorization: Bearer <key>`); empty: only JWTs with scope publish.
+    publish_api_key: str = _env("PUBLISH_API_KEY", _text, "")
+    # Messages per second one publishing credential may post, sustained, and
+    # at once: a busy bot's replies, while one leaked key cannot flood rooms.
+    publish_rate_per_second: float = _env("PUBLISH_RATE_PER_SECOND", _positive_float, 20.0)
+    publish_rate_burst: int = _env("PUBLISH_RATE_BURST", _positive_int, 50)
     # Seconds before a token's exp that its connection is sent
     # `token_expiring`: time for a client to fetch a new token and refresh.
     token_expiry_notice: float = _env("TOKEN_EXPIRY_NOTICE", _non_negative_float, 30.0)
@@ -248,6 +268,7 @@ class Config:
         "AUTH_LEEWAY_SECONDS", _at_most(_non_negative_float, _MAX_LEEWAY_SECONDS), 5.0
     )
     log_level: str = _env("LOG_LEVEL", _log_level, "INFO")
+    log_format: str = _env("LOG_FORMAT", _log_format, "text")
     max_body_chars: int = _env("MAX_BODY_CHARS", _positive_int, 4096)
     # 64 KiB holds the largest legal chat frame (4096 chars, up to 4 UTF-8
     # bytes each, JSON-escaped) with room to spare, and caps what one frame
@@ -267,7 +288,19 @@ class Config:
     # Seconds a message stays in history; 0 turns history off (messages
     # still get their seq). A day covers a client that was off overnight.
     history_ttl: int = _env("HISTORY_TTL", _non_negative_int, 86400)
-    join_leave_events: bool = _env("JOIN_LEAVE_EVENTS", _boolean, True)
+    # presence_diff frames (protocol v2); false: presence only in `subscribed`
+    # and the presence endpoint.
+    presence_events: bool = _env("PRESENCE_EVENTS", _boolean, True)
+    # Seconds between a room's presence diffs: every change in between is
+    # coalesced, so a member gets at most one per room per interval however
+    # many join at once; 1 s still feels live.
+    presence_interval: float = _env("PRESENCE_INTERVAL", _positive_float, 1.0)
+    # Members listed in a `subscribed` frame (and the endpoint's default page):
+    # a sidebar's worth, while a room of thousands stays one small frame.
+    presence_list_max: int = _env("PRESENCE_LIST_MAX", _non_negative_int, 100)
+    # Seconds an instance's share of presence outlives it in Redis: an
+    # instance that dies without cleaning up drops out within this.
+    presence_ttl: float = _env("PRESENCE_TTL", _positive_float, 30.0)
     # Longest a batched (batch=1) client's frames wait to be coalesced, in
     # seconds; 0 flushes at once.
     batch_window: float = _env("BATCH_WINDOW", _non_negative_float, 0.02)
@@ -339,6 +372,8 @@ class Config:
         return config
 
     def _check_consistency(self) -> None:
+        if self.metrics_port is not None and self.metrics_port == self.port != 0:
+            raise ConfigError("METRICS_PORT: must differ from PORT (leave it empty for PORT alone)")
         if self.redis_reconnect_max < self.redis_reconnect_min:
             raise ConfigError("REDIS_RECONNECT_MAX: must not be less than REDIS_RECONNECT_MIN")
         if self.redis_url and self.redis_cluster_url:
@@ -353,6 +388,10 @@ class Config:
         if self.auth_enabled and not (self.auth_jwt_secret or self.auth_jwt_public_key):
             raise ConfigError(
                 "AUTH_JWT_SECRET: required when AUTH_ENABLED is true (or AUTH_JWT_PUBLIC_KEY_FILE)"
+            )
+        if self.publish_api_key and len(self.publish_api_key.encode()) < _MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"PUBLISH_API_KEY: must be at least {_MIN_SECRET_BYTES} bytes (a random key)"
             )
         if (
             self.auth_enabled

@@ -44,6 +44,7 @@ import hypercorn.trio.run
 import trio
 import wsproto.utilities
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.events import Closed
 from hypercorn.protocol.events import StreamClosed
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import FrameTooLargeError, WSStream
@@ -55,6 +56,7 @@ from wsproto.frame_protocol import CloseReason
 
 from .direct_send import DIRECT_SEND, DirectSend
 from .failures import leaf_exceptions, summarize
+from .logs import fields
 from .ws_deflate import INFLATE_LIMIT, BoundedDeflate
 
 __all__ = ["ContainedTCPServer", "ServingConfig", "serve_http"]
@@ -164,20 +166,43 @@ def _log_contained(peer: str, failures: BaseExceptionGroup[Exception]) -> None:
     """One warning line for a connection ended by `failures`."""
     expected = all(isinstance(exc, _PROTOCOL_ERRORS) for exc in leaf_exceptions(failures))
     log.warning(
-        "connection closed after a transport error peer=%s error=%s",
-        peer,
-        summarize(failures),
+        "connection closed after a transport error",
+        extra=fields(peer=peer, error=summarize(failures)),
         exc_info=None if expected else failures,
     )
 
 
 class HTTP11Protocol(H11Protocol):
-    """Hypercorn's HTTP/1.1 protocol, without its switch to HTTP/2: an
-    `Upgrade: h2c` header is ignored (the request is answered in HTTP/1.1),
-    and the HTTP/2 preface is a request h11 refuses."""
+    """Hypercorn's HTTP/1.1 protocol, with two differences.
+
+    - No switch to HTTP/2: an `Upgrade: h2c` header is ignored (the request
+      is answered in HTTP/1.1), and the HTTP/2 preface is a request h11
+      refuses.
+    - A connection that cannot be reused once the app has answered (the
+      request's body was not all in yet: a refusal sent before the body
+      was read, a 405, a 413) is really closed. Hypercorn closes it from
+      the task that finished the response, which quart-trio cancels at
+      that moment (its `handle_messages`): the close never ran, the socket
+      stayed open, and the client's next request on it waited forever.
+    """
 
     async def _check_protocol(self, event: h11.Request) -> None:
         return
+
+    async def _maybe_recycle(self) -> None:
+        reusable = (
+            not self.context.terminated.is_set()
+            and self.connection.our_state is h11.DONE
+            and self.connection.their_state is h11.DONE
+        )
+        if reusable:
+            await super()._maybe_recycle()
+            return
+        await self._close_stream()
+        # Closing the socket does not wait on the peer: safe to shield.
+        with trio.CancelScope(shield=True):
+            await self.can_read.set()
+            await self.send(Closed())
 
 
 class ChatWSStream(WSStream):

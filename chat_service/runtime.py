@@ -10,9 +10,11 @@ import trio
 
 from .api.auth import TokenVerifier
 from .config import Config
+from .metrics import Metrics
 from .realtime import Broadcaster, Handler, HandlerConfig, Hub, LocalBroadcaster
 from .realtime.capacity import Capacity
 from .realtime.history import History, MemoryHistory
+from .realtime.presence import Presence
 from .realtime.redis_broadcaster import RedisBroadcaster
 from .realtime.redis_cluster_broadcaster import RedisClusterBroadcaster
 from .task_count import TaskCounter
@@ -22,9 +24,11 @@ __all__ = ["ChatRuntime", "make_broadcaster"]
 log = logging.getLogger(__name__)
 
 
-def make_broadcaster(config: Config) -> tuple[Broadcaster, History]:
+def make_broadcaster(config: Config, metrics: Metrics | None = None) -> tuple[Broadcaster, History]:
     """Redis fan-out and history when `REDIS_URL` (or `REDIS_CLUSTER_URL`)
-    is set, else in-process ones."""
+    is set, else in-process ones; counting into `metrics` (default: a
+    registry of their own)."""
+    metrics = metrics or Metrics()
     kind = RedisClusterBroadcaster if config.redis_cluster_url else RedisBroadcaster
     url = config.redis_cluster_url or config.redis_url
     if url:
@@ -35,15 +39,16 @@ def make_broadcaster(config: Config) -> tuple[Broadcaster, History]:
             reconnect_max=config.redis_reconnect_max,
             history_size=config.history_size,
             history_ttl=config.history_ttl,
+            metrics=metrics,
         )
         return redis, redis.history
     memory = MemoryHistory(size=config.history_size, ttl=config.history_ttl)
-    return LocalBroadcaster(memory), memory
+    return LocalBroadcaster(memory, metrics=metrics), memory
 
 
 class ChatRuntime:
-    """The hub, the broadcaster, the handler and the capacity of one
-    instance, and whether they are ready to serve.
+    """The hub, the broadcaster, the handler, the capacity and the metrics
+    of one instance, and whether they are ready to serve.
 
     `make_handler_config` builds the HandlerConfig (hooks) around the
     runtime's broadcaster; the default has the logging hooks.
@@ -56,12 +61,25 @@ class ChatRuntime:
         make_handler_config: Callable[[Broadcaster], HandlerConfig] | None = None,
     ) -> None:
         self.config = config
-        self.broadcaster, self.history = make_broadcaster(config)
+        self.metrics = Metrics()
+        # Where METRICS_PORT's listener listens, once it does (else empty).
+        self.metrics_binds: list[str] = []
+        self.broadcaster, self.history = make_broadcaster(config, self.metrics)
+        store = (
+            self.broadcaster.open_presence(config.presence_ttl)
+            if isinstance(self.broadcaster, RedisBroadcaster)
+            else None
+        )
+        self.presence = Presence(
+            interval=config.presence_interval, list_max=config.presence_list_max, store=store
+        )
         self.hub = Hub(
             self.broadcaster,
             self.history,
             heartbeat_interval=config.heartbeat_interval,
             batch_window=config.batch_window,
+            presence=self.presence,
+            metrics=self.metrics,
         )
         self.capacity = Capacity(
             max_connections=config.max_connections,
@@ -79,6 +97,7 @@ class ChatRuntime:
             self.hub,
             handler_config,
             config,
+            self.metrics,
             verify_token=None if self.verifier is None else self.verifier.verify,
         )
         self.draining = False
@@ -94,7 +113,7 @@ class ChatRuntime:
         return self.broadcaster.unready_reason
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the broadcaster and the hub until cancelled.
+        """Run the broadcaster, the hub and presence diffs until cancelled.
 
         Reports `started()` once both have started; while it runs, `tasks`
         counts the process's live tasks. An exception in either
@@ -106,6 +125,8 @@ class ChatRuntime:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.broadcaster.run, self.hub.deliver, self.hub.epoch_seen)
                 await nursery.start(self.hub.run)
+                offer = self.hub.offer if self.config.presence_events else None
+                await nursery.start(self.presence.run, offer)
                 self._started = True
                 task_status.started()
         finally:

@@ -14,6 +14,7 @@ from quart_trio import QuartTrio
 from .app import create_app
 from .config import Config
 from .hypercorn_serving import ServingConfig, serve_http
+from .metrics_listener import metrics_app
 from .realtime.close_codes import CloseCode
 from .realtime.handler import CLOSE_TIMEOUT
 from .runtime import ChatRuntime
@@ -32,12 +33,12 @@ LISTEN_BACKLOG = 1024
 GOING_AWAY_REASON = "server shutting down: reconnect"
 
 
-def hypercorn_config(config: Config) -> ServingConfig:
-    """Hypercorn's settings for `config`: bind address, size limits, timeouts,
-    compression, the kernel's bounds on dead peers."""
+def hypercorn_config(config: Config, port: int | None = None) -> ServingConfig:
+    """Hypercorn's settings for `config`: bind address (`port`, default
+    PORT), size limits, timeouts, compression, the kernel's bounds on dead peers."""
     hyper = ServingConfig()
     host = f"[{config.host}]" if ":" in config.host else config.host
-    hyper.bind = [f"{host}:{config.port}"]
+    hyper.bind = [f"{host}:{config.port if port is None else port}"]
     hyper.backlog = LISTEN_BACKLOG
     hyper.websocket_max_message_size = config.max_message_bytes
     hyper.h11_max_incomplete_size = MAX_REQUEST_HEAD_BYTES
@@ -105,6 +106,7 @@ async def drain(runtime: ChatRuntime, grace: float) -> DrainReport:
         with trio.move_on_at(started + grace - allowance):
             await hub.wait_empty()
     report.seconds = trio.current_time() - started
+    runtime.metrics.drain_seconds.set(report.seconds)
     return report
 
 
@@ -118,7 +120,8 @@ async def serve(
     """Serve the chat service until `shutdown_trigger` returns, then drain.
 
     Reports `started(binds)` (e.g. ["http://127.0.0.1:8080"]) once the
-    runtime tasks run and the socket listens. When the trigger returns,
+    runtime tasks run and the socket listens (and, with METRICS_PORT, the
+    metrics listener too: its binds are `runtime.metrics_binds`). When the trigger returns,
     `drain` closes every client (within `SHUTDOWN_GRACE_SECONDS`) while the
     server still answers (503), then Hypercorn stops and the runtime is
     cancelled, so nothing of the instance outlives this call. An exception
@@ -135,6 +138,14 @@ async def serve(
 
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.run)
+        if config.metrics_port is not None:
+            runtime.metrics_binds = await nursery.start(
+                serve_http,
+                metrics_app(runtime.metrics),
+                hypercorn_config(config, config.metrics_port),
+                trio.sleep_forever,
+            )
+            log.info("metrics listening=%s", ",".join(runtime.metrics_binds))
         binds: list[str] = await nursery.start(
             _serve_http, app, hypercorn_config(config), drain_on_trigger, nursery.cancel_scope
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,8 +12,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
+from chat_service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from chat_service.runtime import ChatRuntime
 
 # Every wait in a test is bounded, so a hang fails fast instead of eating CI time.
@@ -39,8 +43,9 @@ class RunningServer:
 class Client:
     """A chat client: JSON frames in and out, every wait bounded."""
 
-    def __init__(self, ws: WebSocketConnection) -> None:
+    def __init__(self, ws: WebSocketConnection, stream: trio.SocketStream | None = None) -> None:
         self.ws = ws
+        self.stream = stream
         self.welcome: dict[str, Any] = {}
         self.subscribed: dict[str, Any] = {}
         self._lines: list[str] = []  # the rest of a batched frame (batch=1)
@@ -58,36 +63,59 @@ class Client:
         assert isinstance(message, str)
         return message
 
-    async def receive(self, *, skip_pings: bool = True) -> dict[str, Any]:
-        """The next frame (of a batched one too); heartbeat pings are skipped
-        unless asked for."""
+    async def receive(
+        self, *, skip_pings: bool = True, skip_presence: bool = True
+    ) -> dict[str, Any]:
+        """The next frame (of a batched one too); heartbeat pings and presence
+        diffs (which come on their own clock) are skipped unless asked for."""
         while True:
             if not self._lines:
                 self._lines = (await self.receive_raw()).split("\n")
             frame: dict[str, Any] = json.loads(self._lines.pop(0))
-            if not (skip_pings and frame["type"] == "ping"):
-                return frame
+            if skip_pings and frame["type"] == "ping":
+                continue
+            if skip_presence and frame["type"] == "presence_diff":
+                continue
+            return frame
 
     async def receive_type(self, kind: str) -> dict[str, Any]:
-        """The next frame of type `kind`, skipping join/leave events and pings."""
+        """The next frame of type `kind`, skipping presence diffs and pings."""
         while True:
-            frame = await self.receive()
+            frame = await self.receive(skip_presence=False)
             if frame["type"] == kind:
                 return frame
-            assert frame["type"] in ("join", "leave"), frame
+            assert frame["type"] == "presence_diff", frame
+
+    async def receive_presence(self, room: str | None = None) -> dict[str, Any]:
+        """The next `presence_diff` (of `room`, if given); nothing else may come first."""
+        while True:
+            frame = await self.receive_type("presence_diff")
+            if room is None or frame["room"] == room:
+                return frame
 
     async def sync(self) -> None:
         """Round-trip a ping: every frame queued for us before it has arrived
         once this returns, and `receive` has consumed none of them."""
         await self.send({"type": "ping", "data": "sync"})
 
-    async def drain_until_sync(self) -> list[dict[str, Any]]:
-        """Every frame (but pings) that arrives before the pong to `sync()`."""
+    async def drain_until_sync(self, *, skip_presence: bool = True) -> list[dict[str, Any]]:
+        """Every frame (but pings, and presence diffs unless asked for) that
+        arrives before the pong to `sync()`."""
         await self.sync()
         frames = []
-        while (frame := await self.receive()) != {"type": "pong", "data": "sync"}:
+        while (frame := await self.receive(skip_presence=skip_presence)) != {
+            "type": "pong",
+            "data": "sync",
+        }:
             frames.append(frame)
         return frames
+
+    async def reset(self) -> None:
+        """Vanish as a phone that lost its network does: a TCP reset, no
+        close frame. The client is unusable afterwards."""
+        assert self.stream is not None
+        self.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await self.stream.aclose()
 
     async def closed_code(self, *, within: float = WAIT) -> int:
         """Wait (at most `within` seconds) for the server to close this
@@ -98,6 +126,22 @@ class Client:
                     await self.ws.get_message()
             except ConnectionClosed as closed:
                 return int(closed.reason.code)
+
+
+async def wait_for_join(client: Client, user_id: str) -> dict[str, Any]:
+    """Read presence diffs until one says `user_id` joined; that diff."""
+    while True:
+        diff = await client.receive_presence()
+        if user_id in [join["user_id"] for join in diff["joins"]]:
+            return diff
+
+
+async def wait_for_leave(client: Client, user_id: str) -> dict[str, Any]:
+    """Read presence diffs until one says `user_id` left; that diff."""
+    while True:
+        diff = await client.receive_presence()
+        if {"user_id": user_id} in diff["leaves"]:
+            return diff
 
 
 @asynccontextmanager
@@ -125,7 +169,7 @@ async def connect(
                     ws = await wrap_client_stream(
                         nursery, stream, parts.hostname, resource, **kwargs
                     )
-                client = Client(ws)
+                client = Client(ws, stream)
                 try:
                     client.welcome = await client.receive()
                     assert client.welcome["type"] == "welcome", client.welcome
@@ -175,3 +219,56 @@ async def raw_upgrade(
     """A WebSocket upgrade request on a raw socket; the HTTP answer."""
     request = f"GET {path} HTTP/1.1\r\nHost: test\r\n{UPGRADE_HEADERS}{extra_headers}\r\n"
     return await raw_request(port, request.encode("latin-1"))
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(port: int) -> Samples:
+    """Every sample of GET /metrics on `port`, by name and labels."""
+    status, headers, body = await raw_request(
+        port, b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 200
+    assert headers["content-type"] == METRICS_CONTENT_TYPE
+    samples: Samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value; 0 for a labelled counter that never moved."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def get_json(
+    port: int, path: str, extra_headers: str = ""
+) -> tuple[int, dict[str, str], Any]:
+    """A plain GET of `path`; the HTTP status, headers and JSON body of the answer."""
+    request = f"GET {path} HTTP/1.1\r\nHost: test\r\n{extra_headers}Connection: close\r\n\r\n"
+    status, headers, body = await raw_request(port, request.encode("latin-1"))
+    return status, headers, json.loads(body)
+
+
+async def room_history(
+    port: int, room: str, *, limit: int = 100, extra_headers: str = ""
+) -> list[dict[str, Any]]:
+    """Every message `room`'s history holds, oldest first, paged backwards
+    through GET /api/chat-api/rooms/{room}/messages from the newest; each
+    page must be of the same epoch."""
+    messages: list[dict[str, Any]] = []
+    cursor = ""
+    epoch = None
+    while True:
+        path = f"/api/chat-api/rooms/{room}/messages?limit={limit}{cursor}"
+        status, _, page = await get_json(port, path, extra_headers)
+        assert status == 200, page
+        assert epoch is None or page["epoch"] == epoch, "the history was lost while paging"
+        epoch = page["epoch"]
+        messages = page["messages"] + messages
+        if not page["has_more"]:
+            assert page["next_before"] is None
+            return messages
+        cursor = f"&before={page['next_before']}"

@@ -142,20 +142,26 @@ async def read_until(stream: trio.SocketStream, marker: bytes) -> bytes:
 
 @asynccontextmanager
 async def raw_websocket(
-    port: int, path: str, *, receive_buffer: int | None = None, extra_headers: str = ""
+    port: int,
+    path: str,
+    *,
+    receive_buffer: int | None = None,
+    extra_headers: str = "",
+    within: float = WAIT,
 ) -> AsyncIterator[RawWebSocket]:
-    """An upgraded raw WebSocket to `path`; `receive_buffer` shrinks the
-    socket's kernel receive buffer (SO_RCVBUF) so a client that stops
-    reading pushes back on the server quickly. The 101's headers are in
+    """An upgraded raw WebSocket to `path`, connected and upgraded within
+    `within` seconds each; `receive_buffer` shrinks the socket's kernel
+    receive buffer (SO_RCVBUF) so a client that stops reading pushes back
+    on the server quickly. The 101's headers are in
     `RawWebSocket.response_head`."""
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
     if receive_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    with trio.fail_after(WAIT):
+    with trio.fail_after(within):
         await sock.connect(("127.0.0.1", port))
     async with trio.SocketStream(sock) as stream:
         data = b""
-        with trio.fail_after(WAIT):
+        with trio.fail_after(within):
             await stream.send_all(upgrade_request(path, UPGRADE_HEADERS + extra_headers))
             while b"\r\n\r\n" not in data:
                 chunk = await stream.receive_some(65536)

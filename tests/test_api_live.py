@@ -26,6 +26,7 @@ from .helpers import RunningServer, connect, raw_request, raw_upgrade
 from .tokens import SECRET, mint
 
 OPENAPI = build_openapi()
+PUBLISH_KEY = "schemathesis-publish-key-of-32-bytes-or-more"
 ASYNCAPI = build_asyncapi()
 MESSAGES: dict[str, Any] = ASYNCAPI["components"]["messages"]
 
@@ -92,11 +93,16 @@ async def test_docs_page_loads_everything_from_the_service(server: RunningServer
 
 
 async def test_schemathesis_finds_no_failures_in_the_http_endpoints(
-    server: RunningServer, tmp_path: Path
+    start_server: StartServer, tmp_path: Path
 ) -> None:
+    # With the publish key, so that the publish API is tested past its 401.
+    server = await start_server(
+        publish_api_key=PUBLISH_KEY, publish_rate_per_second=1000, publish_rate_burst=1000
+    )
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "run"),
         f"http://127.0.0.1:{server.port}{OPENAPI_PATH}",
+        *("--header", f"Authorization: Bearer {PUBLISH_KEY}"),
         # The WebSocket endpoints need an upgrade, which schemathesis cannot make;
         # the tests below hold them to the document.
         *("--exclude-tag", "WebSocket"),
@@ -208,14 +214,17 @@ async def test_plain_get_of_a_websocket_endpoint_is_answered_as_documented(
 async def test_every_message_behaves_as_documented(start_server: StartServer) -> None:
     """Each client message example, sent to a real server, gets the documented
     answer; each server message is seen on the wire and matches its schema."""
-    server = await start_server(heartbeat_interval=0.05, heartbeat_timeout=5.0)
+    server = await start_server(
+        heartbeat_interval=0.05, heartbeat_timeout=5.0, presence_interval=0.05
+    )
     seen: dict[str, dict[str, Any]] = {}  # server message key -> a frame the server sent
     async with connect(server.url("general", user_id="alice")) as alice:
         seen["welcome"] = alice.welcome
         seen["subscribed"] = alice.subscribed
         async with connect(server.url("general", user_id="bob")) as bob:
-            seen["join"] = await alice.receive()
-            assert seen["join"]["client_id"] == bob.client_id
+            seen["presenceDiff"] = await alice.receive_presence()
+            while {"user_id": "bob", "connections": 1} not in seen["presenceDiff"]["joins"]:
+                seen["presenceDiff"] = await alice.receive_presence()
 
             # chatRequest: every member receives it, the sender included.
             await bob.send(example("chatRequest"))
@@ -249,8 +258,9 @@ async def test_every_message_behaves_as_documented(start_server: StartServer) ->
 
             await bob.send({"type": "shout"})
             seen["error"] = await bob.receive()
-        seen["leave"] = await alice.receive()
-        assert seen["leave"]["client_id"] == bob.client_id
+        left = await alice.receive_presence()
+        while {"user_id": "bob"} not in left["leaves"]:
+            left = await alice.receive_presence()
         while (frame := await alice.receive(skip_pings=False))["type"] != "ping":
             pass
         seen["heartbeat"] = frame

@@ -19,7 +19,7 @@ AUDIENCE = "chat"
 ISSUER = "https://idp.example.com/"
 
 
-def token(*, sub: str = "user-7", expires_in: float = 60, secret: str = SECRET) -> str:
+def token(*, sub: str = "user-7", expires_in: float = 3600, secret: str = SECRET) -> str:
     return mint(secret, sub=sub, expires_in=expires_in)
 
 

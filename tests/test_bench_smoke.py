@@ -32,7 +32,7 @@ async def test_smoke_run_measures_every_scenario(tmp_path: Path) -> None:
 
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["smoke"] is True
-    assert len(results["scenarios"]) == 8
+    assert len(results["scenarios"]) == 10
     for entry in results["scenarios"]:
         scenario = entry["scenario"]
         for server in scenario["servers"]:
@@ -48,6 +48,10 @@ async def test_smoke_run_measures_every_scenario(tmp_path: Path) -> None:
             if scenario["mode"] == "idle":
                 assert outcome["clients"] == scenario["clients_per_room"], name
                 assert outcome["kib_per_connection"] > 0, name
+            elif scenario["mode"] == "storm":
+                assert outcome["subscribed"] == scenario["clients_per_room"], name
+                assert outcome["cut_off"] == 0, name
+                assert outcome["clients_per_s"] > 0, name
             else:
                 assert outcome["deliveries"] > 0, name
                 assert outcome["latency_p99_ms"] is not None, name

@@ -59,24 +59,14 @@ async def test_one_senders_messages_keep_their_order(server: RunningServer) -> N
         assert bodies == [str(n) for n in range(50)]
 
 
-async def test_join_and_leave_reach_the_others(server: RunningServer) -> None:
-    async with connect(server.url("j", user_id="first")) as first:
-        async with connect(server.url("j", user_id="second")) as second:
-            joined = await first.receive()
-            assert joined["type"] == "join"
-            assert (joined["client_id"], joined["user_id"]) == (second.client_id, "second")
-            assert await second.drain_until_sync() == []  # no event about itself
-        left = await first.receive()
-        assert left["type"] == "leave"
-        assert left["client_id"] == second.welcome["client_id"]
-
-
-async def test_join_leave_events_can_be_switched_off(start_server: StartServer) -> None:
-    server = await start_server(join_leave_events=False)
-    async with connect(server.url("q")) as first:
-        async with connect(server.url("q")):
+async def test_presence_events_can_be_switched_off(start_server: StartServer) -> None:
+    server = await start_server(presence_events=False, presence_interval=0.01)
+    async with connect(server.url("q", user_id="first")) as first:
+        async with connect(server.url("q", user_id="second")):
             pass
-        assert await first.drain_until_sync() == []
+        await first.send({"body": "after a few intervals"})
+        assert (await first.receive_type("chat"))["body"] == "after a few intervals"
+        assert await first.drain_until_sync(skip_presence=False) == []
 
 
 async def test_client_ping_gets_pong(server: RunningServer) -> None:

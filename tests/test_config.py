@@ -19,7 +19,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert (config.host, config.port, config.redis_url) == ("127.0.0.1", 8080, "")
     assert config.auth_enabled is False
     assert config.max_body_chars == 4096
-    assert config.join_leave_events is True
+    assert config.presence_events is True
     assert config.ws_compression is False
     assert 0 < config.tcp_user_timeout < 60
 
@@ -33,7 +33,7 @@ def test_values_are_parsed() -> None:
             "HEARTBEAT_INTERVAL": "0.5",
             "LOG_LEVEL": "debug",
             "REDIS_URL": "redis://:pw@localhost:6380/2",
-            "JOIN_LEAVE_EVENTS": "false",
+            "PRESENCE_EVENTS": "false",
             "HANDSHAKE_TIMEOUT": "2.5",
             "REDIS_RECONNECT_MIN": "0.5",
             "REDIS_RECONNECT_MAX": "30",
@@ -51,7 +51,7 @@ def test_values_are_parsed() -> None:
     )
     assert config.handshake_timeout == 2.5
     assert (config.port, config.auth_enabled, config.heartbeat_interval) == (9000, True, 0.5)
-    assert (config.log_level, config.join_leave_events) == ("DEBUG", False)
+    assert (config.log_level, config.presence_events) == ("DEBUG", False)
     assert config.redis_url == "redis://:pw@localhost:6380/2"
     assert (config.redis_reconnect_min, config.redis_reconnect_max) == (0.5, 30.0)
 
@@ -61,6 +61,9 @@ def test_values_are_parsed() -> None:
     [
         ({"PORT": "abc"}, "PORT"),
         ({"PORT": "70000"}, "PORT"),
+        ({"METRICS_PORT": "nine"}, "METRICS_PORT"),
+        ({"METRICS_PORT": "-1"}, "METRICS_PORT"),
+        ({"METRICS_PORT": "8080"}, "METRICS_PORT"),
         ({"AUTH_ENABLED": "true"}, "AUTH_JWT_SECRET"),
         ({"AUTH_ENABLED": "maybe"}, "AUTH_ENABLED"),
         ({"AUTH_ENABLED": "true", "AUTH_JWT_SECRET": "short"}, "AUTH_JWT_SECRET"),
@@ -97,6 +100,7 @@ def test_bad_values_name_their_variable(environ: dict[str, str], variable: str) 
     ("environ", "variable"),
     [
         ({"PORT": "abc"}, "PORT"),
+        ({"METRICS_PORT": "70000"}, "METRICS_PORT"),
         ({"AUTH_ENABLED": "1"}, "AUTH_JWT_SECRET"),
         ({"MAX_MESSAGE_BYTES": "-5"}, "MAX_MESSAGE_BYTES"),
         ({"REDIS_URL": "redis://host:notaport"}, "REDIS_URL"),
@@ -195,3 +199,23 @@ def test_bad_public_keys_name_their_variable(tmp_path: Path) -> None:
             Config.load(environ)
     with pytest.raises(ConfigError, match=r"^AUTH_LEEWAY_SECONDS"):
         Config.load({"AUTH_LEEWAY_SECONDS": "3600"})
+
+
+def test_publish_settings() -> None:
+    config = Config.load(
+        {
+            "PUBLISH_API_KEY": "k" * 32,
+            "PUBLISH_RATE_PER_SECOND": "5",
+            "PUBLISH_RATE_BURST": "7",
+            "TOKEN_EXPIRY_NOTICE": "60",
+        }
+    )
+    assert (config.publish_api_key, config.publish_rate_per_second) == ("k" * 32, 5.0)
+    assert (config.publish_rate_burst, config.token_expiry_notice) == (7, 60.0)
+    for environ, variable in (
+        ({"PUBLISH_API_KEY": "short"}, "PUBLISH_API_KEY"),
+        ({"PUBLISH_RATE_PER_SECOND": "0"}, "PUBLISH_RATE_PER_SECOND"),
+        ({"TOKEN_EXPIRY_NOTICE": "-1"}, "TOKEN_EXPIRY_NOTICE"),
+    ):
+        with pytest.raises(ConfigError, match=f"^{variable}"):
+            Config.load(environ)

@@ -24,7 +24,7 @@ from chat_service.runtime import ChatRuntime
 from chat_service.server import serve
 
 from .conftest import StartServer
-from .helpers import WAIT, connect
+from .helpers import WAIT, connect, wait_for_join, wait_for_leave
 from .raw_websocket import raw_websocket, read_until, upgrade_request
 
 
@@ -46,7 +46,7 @@ async def test_a_raising_on_connect_closes_only_its_connection_with_1011(
         assert (await alice.receive_type("chat"))["body"] == "still chatting"
     failures = [r for r in caplog.records if r.getMessage().startswith("connection failed")]
     assert len(failures) == 1
-    assert "user_id=mallory" in failures[0].getMessage()
+    assert failures[0].fields["user_id"] == "mallory"
 
 
 async def test_a_raising_on_disconnect_is_logged_and_harms_nobody(
@@ -58,30 +58,30 @@ async def test_a_raising_on_disconnect_is_logged_and_harms_nobody(
     def hooks(broadcaster: Broadcaster) -> HandlerConfig:
         return HandlerConfig(broadcaster, on_disconnect=explode)
 
-    server = await start_server(make_handler_config=hooks)
-    async with connect(server.url("d")) as stays:
-        async with connect(server.url("d")) as leaves:
+    server = await start_server(make_handler_config=hooks, presence_interval=0.05)
+    async with connect(server.url("d", user_id="stays")) as stays:
+        async with connect(server.url("d", user_id="leaves")) as leaves:
             gone = leaves.client_id
-        assert (await stays.receive_type("leave"))["client_id"] == gone
+            await wait_for_join(stays, "leaves")
+        await wait_for_leave(stays, "leaves")
         await stays.send({"body": "after"})
         assert (await stays.receive_type("chat"))["body"] == "after"
         assert server.runtime.hub.connection_count() == 1
-    assert any(f"client_id={gone}" in r.getMessage() for r in caplog.records if r.exc_info)
+    assert any(r.fields["client_id"] == gone for r in caplog.records if r.exc_info)
 
 
 async def test_a_vanished_client_is_removed_and_its_leave_sent(start_server: StartServer) -> None:
-    server = await start_server()
-    async with connect(server.url("v")) as stays:
+    server = await start_server(presence_interval=0.05)
+    async with connect(server.url("v", user_id="stays")) as stays:
         with trio.fail_after(WAIT):
             stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        await stream.send_all(upgrade_request("/api/chat-api/ws/v"))
+        await stream.send_all(upgrade_request("/api/chat-api/ws/v?user_id=gone"))
         await read_until(stream, b'"welcome"')
-        joined = await stays.receive_type("join")
+        await wait_for_join(stays, "gone")
         # A TCP reset, no close frame: the client is just gone.
         stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await stream.aclose()
-        left = await stays.receive_type("leave")
-        assert left["client_id"] == joined["client_id"]
+        await wait_for_leave(stays, "gone")
         assert server.runtime.hub.connection_count() == 1
 
 
@@ -137,7 +137,9 @@ def test_a_dying_broadcaster_ends_the_service_with_one_line(
 ) -> None:
     history = MemoryHistory(size=10, ttl=10)
     monkeypatch.setattr(
-        runtime_module, "make_broadcaster", lambda config: (_DyingBroadcaster(history), history)
+        runtime_module,
+        "make_broadcaster",
+        lambda config, metrics=None: (_DyingBroadcaster(history), history),
     )
     config = dataclasses.replace(Config(), port=0)
     with caplog.at_level(logging.INFO):

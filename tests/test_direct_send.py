@@ -49,7 +49,7 @@ async def test_a_reader_whose_socket_fills_gets_every_frame_whole_and_in_order(
         send_queue_size=1000,
         max_body_chars=BODY_CHARS,
         max_message_bytes=4 * BODY_CHARS,
-        join_leave_events=False,
+        presence_events=False,
         ws_compression=compressed,
     )
     path = f"/api/chat-api/ws/{ROOM}" + ("?batch=1" if batch else "")

@@ -66,8 +66,8 @@ async def test_per_ip_limit_counts_the_forwarded_address_from_a_trusted_proxy(
         assert status == 429
         status, _, _ = await raw_upgrade(server.port, "/api/chat-api/ws", _forwarded("203.0.113.8"))
         assert status == 101
-    connected = [r.getMessage() for r in caplog.records if "client connected" in r.getMessage()]
-    assert connected[0].endswith("address=203.0.113.7")
+    connected = [r for r in caplog.records if r.getMessage() == "client connected"]
+    assert connected[0].fields["address"] == "203.0.113.7"
 
 
 async def test_forwarded_for_from_an_untrusted_peer_is_ignored(
@@ -79,5 +79,5 @@ async def test_forwarded_for_from_an_untrusted_peer_is_ignored(
         # A client reaching the port directly cannot escape its limit by naming another address.
         status, _, _ = await raw_upgrade(server.port, "/api/chat-api/ws", _forwarded("203.0.113.8"))
         assert status == 429
-    connected = [r.getMessage() for r in caplog.records if "client connected" in r.getMessage()]
-    assert connected[0].endswith("address=127.0.0.1")
+    connected = [r for r in caplog.records if r.getMessage() == "client connected"]
+    assert connected[0].fields["address"] == "127.0.0.1"

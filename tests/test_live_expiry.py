@@ -39,11 +39,11 @@ async def auth_server(start_server: StartServer) -> RunningServer:
 
 
 async def next_frame(client: Client) -> dict[str, Any]:
-    """The next frame but pings, however long (virtual) it takes to come."""
+    """The next frame but pings and presence, however long (virtual) it takes to come."""
     with trio.fail_after(LONG):
         while True:
             frame: dict[str, Any] = json.loads(await client.ws.get_message())
-            if frame["type"] != "ping":
+            if frame["type"] not in ("ping", "presence_diff"):
                 return frame
 
 

@@ -11,7 +11,6 @@ from chat_service.realtime.message import (
     ErrorCode,
     FrameError,
     Message,
-    MessageType,
     Ping,
     Pong,
     is_valid_name,
@@ -86,17 +85,6 @@ def test_chat_message_encodes_every_field_once_on_one_line() -> None:
         "body": body,
         "ts": 5,
         "client_msg_id": "m",
-    }
-
-
-def test_join_event_has_no_body_or_id() -> None:
-    event = Message("r", "c1", "u1", type=MessageType.JOIN, ts=7)
-    assert json.loads(event.encode()) == {
-        "type": "join",
-        "room": "r",
-        "client_id": "c1",
-        "user_id": "u1",
-        "ts": 7,
     }
 
 

@@ -156,7 +156,7 @@ def is_answer(frame: dict[str, Any]) -> bool:
 async def test_random_frames_from_several_clients(script: Script) -> None:
     async with trio.open_nursery() as nursery:
         server = await start_server_in(
-            nursery, max_body_chars=MAX_BODY_CHARS, join_leave_events=False
+            nursery, max_body_chars=MAX_BODY_CHARS, presence_events=False
         )
         client_ids, received = await play(server, script)
         assert server.runtime.unready_reason() is None  # the server is up

@@ -13,7 +13,10 @@ from .helpers import RunningServer, connect, raw_upgrade
 from .test_rooms import subscribe
 from .tokens import SECRET, mint
 
-TEAM_ONLY = mint(sub="ann", rooms=["team-*", "lobby"])
+
+def team_only() -> str:
+    """A token for the team rooms and the lobby, minted when the test runs."""
+    return mint(sub="ann", rooms=["team-*", "lobby"])
 
 
 @pytest.fixture
@@ -24,14 +27,14 @@ async def auth_server(start_server: StartServer) -> RunningServer:
 async def test_path_room_outside_the_claim_is_403_before_upgrade(
     auth_server: RunningServer,
 ) -> None:
-    header = f"Authorization: Bearer {TEAM_ONLY}\r\n"
+    header = f"Authorization: Bearer {team_only()}\r\n"
     status, _, body = await raw_upgrade(auth_server.port, "/api/chat-api/ws/general", header)
     assert (status, json.loads(body)["error"]) == (403, "forbidden_room")
     assert auth_server.runtime.hub.connection_count() == 0
 
 
 async def test_rooms_the_patterns_match_are_allowed(auth_server: RunningServer) -> None:
-    async with connect(auth_server.url(token=TEAM_ONLY)) as client:
+    async with connect(auth_server.url(token=team_only())) as client:
         assert client.subscribed["room"] == "lobby"
         assert (await subscribe(client, "team-red"))["room"] == "team-red"
         await client.send({"room": "team-red", "body": "hi"})
@@ -40,7 +43,7 @@ async def test_rooms_the_patterns_match_are_allowed(auth_server: RunningServer) 
 
 
 async def test_subscribe_outside_the_claim_is_refused(auth_server: RunningServer) -> None:
-    async with connect(auth_server.url("team-a", token=TEAM_ONLY)) as client:
+    async with connect(auth_server.url("team-a", token=team_only())) as client:
         await client.send({"type": "subscribe", "room": "teams"})
         error = await client.receive_type("error")
         assert (error["code"], error["room"]) == ("forbidden_room", "teams")
@@ -55,7 +58,7 @@ async def test_chat_outside_the_claim_is_refused_and_reaches_nobody(
 ) -> None:
     async with (
         connect(auth_server.url("general", token=mint(sub="bob"))) as listener,
-        connect(auth_server.url("team-a", token=TEAM_ONLY)) as client,
+        connect(auth_server.url("team-a", token=team_only())) as client,
     ):
         await client.send({"room": "general", "body": "sneaking in"})
         error = await client.receive_type("error")

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+import trio
+
+from .conftest import StartServer
 from .helpers import RunningServer, connect
 
 
@@ -48,3 +51,27 @@ async def test_a_retry_is_published_once_and_the_sender_gets_the_original(
             if frame["type"] == "chat"
         ]
         assert bodies == [("hello", None), ("hello", None), ("mine", None)]
+
+
+async def test_presence_diffs_never_reorder_chat(start_server: StartServer) -> None:
+    """A presence diff queued beside chat frames (frames a client can do
+    without go in by another door) must not let a later chat frame overtake
+    an earlier one."""
+    server = await start_server(presence_interval=0.01)
+    async with connect(server.url("p")) as reader, connect(server.url("p")) as sender:
+        async with trio.open_nursery() as nursery:
+
+            async def come_and_go() -> None:
+                while True:
+                    async with connect(server.url("p")):
+                        pass
+
+            nursery.start_soon(come_and_go)
+            for n in range(500):
+                await sender.send({"body": str(n)})
+            await sender.drain_until_sync()
+            seqs: list[int] = []
+            while len(seqs) < 500:
+                seqs.append((await reader.receive_type("chat"))["seq"])
+            nursery.cancel_scope.cancel()
+        assert seqs == list(range(1, 501))

@@ -62,7 +62,7 @@ def _config() -> Config:
         send_queue_size=10_000,  # never a slow consumer: its send stays blocked
         max_body_chars=BODY_CHARS,
         max_message_bytes=4 * BODY_CHARS,
-        join_leave_events=False,
+        presence_events=False,
         rate_limit_per_second=0,
         shutdown_grace_seconds=GRACE,
     )
@@ -99,7 +99,9 @@ async def test_a_failing_broadcaster_ends_serving_while_a_client_does_not_read(
 ) -> None:
     broadcaster = _BroadcasterThatFails()
     monkeypatch.setattr(
-        runtime_module, "make_broadcaster", lambda config: (broadcaster, broadcaster.history)
+        runtime_module,
+        "make_broadcaster",
+        lambda config, metrics=None: (broadcaster, broadcaster.history),
     )
     config = _config()
     runtime = ChatRuntime(config)

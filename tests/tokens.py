@@ -38,7 +38,7 @@ def mint(
     algorithm: str = "HS256",
     *,
     sub: str = "user-7",
-    expires_in: float = 60,
+    expires_in: float = 3600,
     **claims: Any,
 ) -> str:
     """A token for `sub` expiring in `expires_in` seconds, with `claims` added."""

@@ -87,8 +87,11 @@ HISTORY_TTL seconds. A client that reconnects (`since`/`epoch` in the query)
 or subscribes (`since` in `subscribe`) with the last `seq` it has gets
 `subscribed` with `recovered: true`, then every message it missed, in order,
 then the live ones, without gap or duplicate; or `recovered: false` with a
-`reason` and live messages only. While Redis is down, chat messages reach
-this instance's members only, without `seq`, and are not kept.
+`reason` and live messages only (what history still holds is paged over
+HTTP: `GET /api/chat-api/rooms/{{room}}/messages`, in the OpenAPI document).
+While Redis is down, chat messages reach this instance's members only,
+without `seq`, and are not kept; a recovery meanwhile gets `recovered: false`
+with `reason: unavailable`.
 
 **Guarantees.** A message never reaches a client not subscribed to its room.
 Once a client has a room's `subscribed`, it receives every later message of
@@ -125,7 +128,7 @@ def _channel(address: str) -> Schema:
         "description": (
             "The socket starts in this room and may subscribe to others. Every chat message of a "
             "room reaches every client subscribed to it, the sender included, and no other "
-            "client. `join`/`leave` events of the path room reach its other clients; "
+            "client. `presence_diff` frames of each subscribed room reach its members; "
             "`welcome`, `subscribed`, `unsubscribed`, `pong` and `error` frames reach their "
             "client alone."
         ),

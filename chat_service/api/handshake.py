@@ -17,6 +17,7 @@ __all__ = [
     "API_PREFIX",
     "AUTHORIZATION_HEADER",
     "AUTH_DESCRIPTION",
+    "METRICS_PATH",
     "QUERY_PARAMETERS",
     "REFUSALS",
     "WS_PATH",
@@ -25,6 +26,8 @@ __all__ = [
 
 API_PREFIX: Final = "/api/chat-api"
 WS_PATH: Final = f"{API_PREFIX}/ws"
+# Where Prometheus expects it: at the root, beside /healthz and /readyz.
+METRICS_PATH: Final = "/metrics"
 
 Schema = dict[str, Any]
 

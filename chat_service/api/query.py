@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, overload
 
 from ..realtime.message import MAX_EPOCH_CHARS, MAX_SEQ, FrameError, Since, parse_since
+from .access import Refused
 
 __all__ = ["BadParameter", "integer_parameter", "since_parameters"]
 
@@ -17,23 +18,29 @@ __all__ = ["BadParameter", "integer_parameter", "since_parameters"]
 _DIGITS: Final = re.compile(r"[0-9]{1,16}")
 
 
-class BadParameter(Exception):
-    """A query parameter is missing where it is required, or has a bad value.
+class BadParameter(Refused):
+    """A query parameter is missing where it is required, or has a bad
+    value: refused with 400 `invalid_<name>`.
 
     Attributes:
         name: the parameter's name.
-        detail: what a valid one looks like, for people.
     """
 
     def __init__(self, name: str, detail: str) -> None:
-        super().__init__(f"{name}: {detail}")
+        super().__init__(400, f"invalid_{name}", detail)
         self.name = name
-        self.detail = detail
 
-    @property
-    def error(self) -> str:
-        """The answer's `error`: `invalid_<name>`."""
-        return f"invalid_{self.name}"
+
+@overload
+def integer_parameter(
+    args: Mapping[str, str], name: str, *, low: int, high: int, default: int
+) -> int: ...
+
+
+@overload
+def integer_parameter(
+    args: Mapping[str, str], name: str, *, low: int, high: int, default: None = None
+) -> int | None: ...
 
 
 def integer_parameter(

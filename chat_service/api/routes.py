@@ -9,26 +9,21 @@ from typing import Any
 from quart import Response, jsonify, websocket
 from quart_trio import QuartTrio
 
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..realtime.capacity import AtCapacity
-from ..realtime.grant import FORBIDDEN_ROOM_DETAIL, Grant
-from ..realtime.message import DEFAULT_ROOM, is_valid_name
+from ..realtime.grant import Grant
+from ..realtime.message import DEFAULT_ROOM, Since, is_valid_name
 from ..runtime import ChatRuntime
 from ..web import register_page
-from .auth import AuthError, bearer_token
+from .access import NAME_RULE, Refused, check_room, refusal, room_claims
 from .docs import register_docs
-from .handshake import WS_PATH
-from .query import BadParameter, since_parameters
+from .handshake import METRICS_PATH, WS_PATH
+from .messages_routes import register_room_messages_routes
+from .presence_routes import register_presence_routes
+from .query import since_parameters
+from .rooms_routes import register_rooms_routes
 
 __all__ = ["WS_PATH", "register_routes"]
-
-_NAME_RULE = "1 to 64 characters of A-Z a-z 0-9 . _ -"
-
-
-def _refusal(status: int, error: str, detail: str, **headers: str) -> Response:
-    response = jsonify({"error": error, "detail": detail})
-    response.status_code = status
-    response.headers.update(headers)
-    return response
 
 
 def _is_valid_websocket_key(key: str) -> bool:
@@ -40,9 +35,16 @@ def _is_valid_websocket_key(key: str) -> bool:
 
 
 def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
-    """Mount the chat page, health, readiness, API documents and chat WebSocket routes on `app`."""
+    """Mount the chat page, health, readiness, metrics, API documents, room
+    history and chat WebSocket routes on `app`."""
     register_page(app)
     register_docs(app)
+    metrics = runtime.metrics
+
+    @app.get(METRICS_PATH)
+    async def metrics_text() -> Response:
+        """Every metric of this instance, in Prometheus' text format."""
+        return Response(metrics.render(), content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -61,43 +63,49 @@ def register_routes(app: QuartTrio, runtime: ChatRuntime) -> None:
 
     allowed_origins = runtime.config.allowed_origins
     verifier = runtime.verifier
+    register_room_messages_routes(app, runtime)
+    register_presence_routes(app, runtime)
+    register_rooms_routes(app, runtime)
 
-    async def chat(room: str) -> Response | None:
+    def admit(room: str) -> tuple[Grant, Since | None]:
+        """Who the upgrade request is and where it recovers `room` from.
+
+        Raises `Refused` (an answer before the upgrade) when it may not open.
+        """
         origin = websocket.headers.get("Origin")
         if allowed_origins and origin is not None and origin.lower() not in allowed_origins:
-            return _refusal(403, "forbidden_origin", "this Origin may not open a chat WebSocket")
-        if not is_valid_name(room):
-            return _refusal(400, "invalid_room", f"a room name is {_NAME_RULE}")
+            raise Refused(403, "forbidden_origin", "this Origin may not open a chat WebSocket")
+        check_room(room)
         if not _is_valid_websocket_key(websocket.headers.get("Sec-WebSocket-Key", "")):
-            return _refusal(400, "invalid_handshake", "Sec-WebSocket-Key is not 16 bytes in base64")
-        try:
-            since = since_parameters(websocket.args)
-        except BadParameter as exc:
-            return _refusal(400, exc.error, exc.detail)
+            raise Refused(400, "invalid_handshake", "Sec-WebSocket-Key is not 16 bytes in base64")
+        since = since_parameters(websocket.args)
         if verifier is not None:
-            try:
-                claims = verifier.verify(
-                    bearer_token(
-                        websocket.headers.get("Authorization", ""), websocket.args.get("token", "")
-                    )
-                )
-            except AuthError as exc:
-                return _refusal(401, "unauthorized", str(exc), **{"WWW-Authenticate": "Bearer"})
-            if not claims.allows(room):
-                return _refusal(403, "forbidden_room", FORBIDDEN_ROOM_DETAIL)
-            grant: Grant = claims
-        else:
-            grant = Grant(websocket.args.get("user_id", "anonymous"))
-            if not is_valid_name(grant.user_id):
-                return _refusal(400, "invalid_user_id", f"a user_id is {_NAME_RULE}")
+            return room_claims(
+                verifier, websocket.headers.get("Authorization", ""), websocket.args, room
+            ), since
+        grant = Grant(websocket.args.get("user_id", "anonymous"))
+        if not is_valid_name(grant.user_id):
+            raise Refused(400, "invalid_user_id", f"a user_id is {NAME_RULE}")
+        return grant, since
+
+    def refuse(status: int, error: str, detail: str, **headers: str) -> Response:
+        """The refusal of an upgrade, counted by its `error`."""
+        metrics.connections_refused.labels(error).inc()
+        return refusal(status, error, detail, **headers)
+
+    async def chat(room: str) -> Response | None:
+        try:
+            grant, since = admit(room)
+        except Refused as exc:
+            return refuse(exc.status, exc.error, exc.detail, **exc.headers)
         user_id = grant.user_id
         if runtime.draining:
-            return _refusal(503, "shutting_down", "this instance is shutting down; reconnect")
+            return refuse(503, "shutting_down", "this instance is shutting down; reconnect")
         address = websocket.remote_addr or ""
         try:
             runtime.capacity.acquire(user_id, address)
         except AtCapacity as exc:
-            return _refusal(exc.status, exc.error, exc.detail)
+            return refuse(exc.status, exc.error, exc.detail)
         try:
             await runtime.handler.handle(
                 websocket._get_current_object(),  # type: ignore[attr-defined]

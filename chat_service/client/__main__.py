@@ -1,4 +1,4 @@
-"""`chat-client URL [--token T] [--user-id U] [--room R ...] [--json] [--once]`.
+"""`chat-client URL [--token T | --token-file F] [--user-id U] [--room R ...] [--json] [--once]`.
 
 Prints the messages of the URL's room (and of each `--room`) as they come;
 says each line read on stdin in the URL's room; exits 0 once stdin has ended
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import trio
@@ -33,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("url", help="ws://HOST:PORT/api/chat-api/ws/ROOM (lines you type go here)")
     parser.add_argument("--token", help="a JWT, sent as Authorization: Bearer (auth on)")
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        help="a file holding the JWT, read again when the server says it expires (auth on)",
+    )
     parser.add_argument("--user-id", help="the name to chat as (auth off)")
     parser.add_argument(
         "--room", action="append", default=[], help="also show this room's messages (repeatable)"
@@ -110,10 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.reconnect_min <= args.reconnect_max:
         parser.error("need 0 < --reconnect-min <= --reconnect-max")
     reporter = JsonReporter() if args.json else LineReporter()
-    session = Session(room, args.room, reporter)
+    token = args.token
+    if token is None and args.token_file is not None:
+        try:
+            token = args.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            parser.error(f"cannot read --token-file: {exc}")
+    session = Session(room, args.room, reporter, token=token, token_file=args.token_file)
     options = ClientOptions(
         args.url,
-        token=args.token,
         user_id=args.user_id,
         reconnect_min=args.reconnect_min,
         reconnect_max=args.reconnect_max,

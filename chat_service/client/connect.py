@@ -51,7 +51,6 @@ class ClientOptions:
     """How to reach the server, and how patiently."""
 
     url: str
-    token: str | None = None
     user_id: str | None = None
     reconnect_min: float = 0.5
     reconnect_max: float = 15.0
@@ -128,7 +127,7 @@ class _Runner:
     async def connect_once(self) -> None:
         query = {} if self.options.user_id is None else {"user_id": self.options.user_id}
         url = _url_with(self.options.url, {**query, **self.session.query()})
-        token = self.options.token
+        token = self.session.token
         headers = [] if token is None else [(b"Authorization", f"Bearer {token}".encode())]
         async with open_websocket_url(
             url,

@@ -7,8 +7,10 @@ the sending."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = ["Cursor", "Outgoing", "Reporter", "Session"]
@@ -72,8 +74,19 @@ class Session:
     (error frames carry no `client_msg_id`).
     """
 
-    def __init__(self, path_room: str, rooms: list[str], reporter: Reporter) -> None:
+    def __init__(
+        self,
+        path_room: str,
+        rooms: list[str],
+        reporter: Reporter,
+        *,
+        token: str | None = None,
+        token_file: Path | None = None,
+    ) -> None:
         self.path_room = path_room
+        # The token to connect with; replaced by a refresh from `token_file`.
+        self.token = token
+        self.token_file = token_file
         self.cursors = {room: Cursor() for room in dict.fromkeys([path_room, *rooms])}
         self.queue: deque[Outgoing] = deque()
         self.in_flight: Outgoing | None = None
@@ -139,9 +152,27 @@ class Session:
         if kind == "error":
             return self._error(frame)
         if kind == "token_expiring":
-            self.reporter.notice("the token expires soon: reconnect with a new --token")
+            return self._refresh()
+        if kind == "refreshed":
+            until = time.strftime("%H:%M:%S", time.localtime(int(frame["exp"])))
+            self.reporter.notice(f"token refreshed, valid until {until}")
         # presence_diff, pong, refreshed and frame types added later need no answer.
         return []
+
+    def _refresh(self) -> list[Frame]:
+        """The `refresh` answering `token_expiring`, with the token now in
+        `token_file` (a file some other process keeps renewed)."""
+        fresh = None
+        if self.token_file is not None:
+            try:
+                fresh = self.token_file.read_text(encoding="utf-8").strip() or None
+            except OSError as exc:
+                self.reporter.notice(f"cannot read --token-file: {exc}")
+        if fresh is None or fresh == self.token:
+            self.reporter.notice("the token expires soon, and there is no newer one")
+            return []
+        self.token = fresh
+        return [{"type": "refresh", "token": fresh}]
 
     def _subscribed(self, frame: Frame) -> list[Frame]:
         room = frame["room"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import trio
 
+from ..metrics import Metrics
 from .history import MemoryHistory
 from .message import as_duplicate
 
@@ -74,6 +75,11 @@ class PublishOutcome:
         self._done = trio.Event()
         self._result: Published | PublishFailed | None = None
         self._on_duplicate = on_duplicate
+
+    @property
+    def done(self) -> bool:
+        """Whether the outcome is known (`resolve` was called)."""
+        return self._result is not None
 
     def resolve(self, result: Published | PublishFailed) -> None:
         """Set the outcome (once) and hand a duplicate to `on_duplicate`."""
@@ -174,8 +180,9 @@ class LocalBroadcaster(Broadcaster):
     the order of publishing is the order of delivery; `seq` and history
     come from `history`, in the same step."""
 
-    def __init__(self, history: MemoryHistory) -> None:
+    def __init__(self, history: MemoryHistory, *, metrics: Metrics | None = None) -> None:
         self._history = history
+        self._metrics = metrics or Metrics()
         self._deliver: Deliver | None = None
         self._epoch_seen: EpochSeen | None = None
         self._subscribed = trio.Event()
@@ -208,7 +215,10 @@ class LocalBroadcaster(Broadcaster):
             raise trio.ClosedResourceError("the broadcaster is not running")
         appended = self._history.append(room, frame, sender)
         outcome = PublishOutcome(on_duplicate)
-        if not appended.duplicate:
+        if appended.duplicate:
+            self._metrics.messages_dropped.labels("duplicate").inc()
+        else:
+            self._metrics.messages_published.inc()
             if self._epoch_seen is not None:
                 self._epoch_seen(room, appended.epoch)
             self._deliver(room, appended.frame, None)

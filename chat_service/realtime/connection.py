@@ -120,6 +120,18 @@ class Connection:
                 return not rest or self._put(rest)
         return self._put(frame)
 
+    def offer(self, frame: str) -> bool:
+        """Queue `frame` if the queue has space for it, without waiting;
+        unlike `enqueue`, a full queue does not close the connection (for
+        frames a client can do without, such as presence diffs)."""
+        try:
+            self._outbox_in.send_nowait(frame)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            return False
+        # Counted like every queued entry: a direct write must never overtake it.
+        self._unsent += 1
+        return True
+
     def enqueue_many(self, frames: list[str]) -> bool:
         """Queue `frames` for this client without waiting, taking one place
         in its queue; as `enqueue` otherwise."""

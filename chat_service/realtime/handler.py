@@ -14,7 +14,9 @@ import trio
 
 from ..config import Config
 from ..direct_send import DIRECT_SEND
-from .broadcaster import Broadcaster
+from ..logs import fields
+from ..metrics import PEER_CLOSED, Metrics
+from .broadcaster import Broadcaster, OnDuplicate, PublishOutcome
 from .close_codes import CloseCode
 from .connection import Connection, DirectWriter, Transport
 from .expiry import watch_expiry
@@ -27,7 +29,6 @@ from .message import (
     ErrorCode,
     FrameError,
     Message,
-    MessageType,
     Ping,
     Refresh,
     Since,
@@ -63,18 +64,19 @@ class WebSocket(Transport, Protocol):
 async def log_connect(conn: Connection) -> None:
     """Default `on_connect`: log the new client."""
     log.info(
-        "client connected client_id=%s user_id=%s room=%s address=%s",
-        conn.id,
-        conn.user_id,
-        conn.room,
-        conn.address,
+        "client connected",
+        extra=fields(client_id=conn.id, user_id=conn.user_id, room=conn.room, address=conn.address),
     )
 
 
 async def log_disconnect(conn: Connection) -> None:
     """Default `on_disconnect`: log the departed client."""
+    code = None if conn.close_reason is None else int(conn.close_reason[0])
     log.info(
-        "client disconnected client_id=%s user_id=%s room=%s", conn.id, conn.user_id, conn.room
+        "client disconnected",
+        extra=fields(
+            client_id=conn.id, user_id=conn.user_id, room=conn.room, code=code or PEER_CLOSED
+        ),
     )
 
 
@@ -102,7 +104,7 @@ class Handler:
     """Runs the protocol for each accepted WebSocket.
 
     `verify_token` checks the token of a `refresh` frame (auth on); without
-    it, a `refresh` is refused.
+    it, a `refresh` is refused. Events are counted in `metrics`.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class Handler:
         hub: Hub,
         handler_config: HandlerConfig,
         config: Config,
+        metrics: Metrics | None = None,
         *,
         verify_token: TokenCheck | None = None,
     ) -> None:
@@ -117,6 +120,7 @@ class Handler:
         self._hooks = handler_config
         self._broadcaster = handler_config.broadcaster
         self._config = config
+        self._metrics = metrics or Metrics()
         self._verify_token = verify_token
 
     async def handle(
@@ -139,7 +143,7 @@ class Handler:
         exception in this connection's handling (hooks included) is logged
         and closes it with 1011, and never reaches other connections. When
         cancelled (the client went away, or the server stops) it still
-        leaves the room, announces the leave and runs `on_disconnect`,
+        leaves its rooms and runs `on_disconnect`,
         each bounded by CLOSE_TIMEOUT.
         """
         conn = Connection(
@@ -158,15 +162,15 @@ class Handler:
         except h11.ProtocolError as exc:
             # The server's HTTP layer broke before our 101 went out
             # (hypercorn#225); it closes the connection and logs the warning.
-            log.info("handshake failed client_id=%s error=%s", conn.id, exc)
+            log.info("handshake failed", extra=fields(client_id=conn.id, error=str(exc)))
             return
+        self._metrics.connections_accepted.inc()
         if (direct := _direct_writer(websocket)) is not None:
             conn.use_direct(direct)
         try:
             await self._hub.join(conn, self._welcome(conn), since)
             joined = True
             await self._hooks.on_connect(conn)
-            await self._announce(conn, MessageType.JOIN)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
                     partial(
@@ -176,15 +180,29 @@ class Handler:
                         leeway=self._config.auth_leeway_seconds,
                     )
                 )
-                await conn.serve(websocket, limit_rate(self._on_frame, self._config))
+                await conn.serve(websocket, limit_rate(self._on_frame, self._config, self._metrics))
                 nursery.cancel_scope.cancel()
         except Exception:
-            log.exception("connection failed client_id=%s user_id=%s", conn.id, conn.user_id)
+            log.exception(
+                "connection failed",
+                extra=fields(client_id=conn.id, user_id=conn.user_id, room=conn.room),
+            )
             conn.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
+            self._count_end(conn)
             self._hub.leave(conn)
             with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await self._end(websocket, conn, joined)
+
+    def _count_end(self, conn: Connection) -> None:
+        metrics = self._metrics
+        metrics.room_subscriptions.observe(len(conn.rooms))
+        code = None if conn.close_reason is None else conn.close_reason[0]
+        metrics.count_close(code)
+        if code == CloseCode.SLOW_CONSUMER:
+            metrics.slow_consumer_disconnects.inc()
+        elif code == CloseCode.HEARTBEAT_TIMEOUT:
+            metrics.heartbeat_timeouts.inc()
 
     async def _end(self, websocket: WebSocket, conn: Connection, joined: bool) -> None:
         if conn.close_reason is not None:
@@ -193,10 +211,12 @@ class Handler:
         if not joined:
             return
         try:
-            await self._announce(conn, MessageType.LEAVE)
             await self._hooks.on_disconnect(conn)
         except Exception:
-            log.exception("disconnect handling failed client_id=%s", conn.id)
+            log.exception(
+                "disconnect handling failed",
+                extra=fields(client_id=conn.id, user_id=conn.user_id, room=conn.room),
+            )
 
     def _welcome(self, conn: Connection) -> str:
         return encode(
@@ -210,25 +230,17 @@ class Handler:
             }
         )
 
-    async def _announce(self, conn: Connection, kind: MessageType) -> None:
-        if not self._config.join_leave_events:
-            return
-        event = Message(conn.room, conn.id, conn.user_id, type=kind, ts=now_ms())
-        await self._broadcaster.publish(conn.room, event.encode(), skip=conn.id)
-
     async def _on_frame(self, conn: Connection, data: str | bytes) -> None:
         if not isinstance(data, str):
             # Quart-Trio hands over an empty binary frame as None (`bytes or text`).
+            self._metrics.frame_errors.labels(ErrorCode.BINARY_NOT_SUPPORTED.value).inc()
             conn.enqueue(_BINARY_REFUSED)
             return
         try:
             frame = parse_client_frame(data, max_body_chars=self._config.max_body_chars)
-        except FrameError as exc:
-            conn.enqueue(error_frame(exc.code, exc.detail, exc.room))
-            return
-        try:
             await self._handle_frame(conn, frame)
         except FrameError as exc:
+            self._metrics.frame_errors.labels(exc.code.value).inc()
             conn.enqueue(error_frame(exc.code, exc.detail, exc.room))
 
     async def _handle_frame(self, conn: Connection, frame: ClientFrame) -> None:
@@ -281,6 +293,30 @@ class Handler:
         _check_allowed(conn, room)
         if room not in conn.rooms:
             raise FrameError(ErrorCode.NOT_SUBSCRIBED, "subscribe to the room first", room)
+        # A retry is answered with the original, to this client alone; the
+        # receive loop goes on meanwhile instead of waiting for Redis.
+        await self.publish_chat(conn, room, request, on_duplicate=conn.enqueue)
+
+    async def publish_chat(
+        self,
+        conn: Connection,
+        room: str,
+        request: ChatRequest,
+        *,
+        on_duplicate: OnDuplicate | None = None,
+    ) -> PublishOutcome | None:
+        """Say `request` in `room` as `conn`: through the `on_message` hook,
+        then published with the room's next `seq` (a retry with the same
+        user and `client_msg_id` is not published again; `on_duplicate`
+        gets the original). The chat sockets and the publish API both come
+        through here.
+
+        Returns the publish's outcome, or None if the hook dropped the
+        message.
+        Waits only for the hook and while the outgoing queue is full; if
+        cancelled, the message was queued whole or not at all.
+        """
+        self._metrics.messages_received.inc()
         message = await self._hooks.on_message(
             conn,
             Message(
@@ -294,16 +330,12 @@ class Handler:
             ),
         )
         if message is None:
-            return
+            self._metrics.messages_dropped.labels("hook").inc()
+            return None
         # Always the room it was sent to, whatever the hook did: rooms stay isolated.
-        if message.type is not MessageType.CHAT:
-            await self._broadcaster.publish(room, message.encode())
-            return
         sender = None if message.client_msg_id is None else (conn.user_id, message.client_msg_id)
-        # A retry is answered with the original, to this client alone; the
-        # receive loop goes on meanwhile instead of waiting for Redis.
-        await self._broadcaster.publish_chat(
-            room, message.encode(), sender=sender, on_duplicate=conn.enqueue
+        return await self._broadcaster.publish_chat(
+            room, message.encode(), sender=sender, on_duplicate=on_duplicate
         )
 
 

@@ -3,29 +3,31 @@ frames to them, and the heartbeat."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import trio
 
+from ..metrics import Metrics
 from .broadcaster import Broadcaster
 from .close_codes import CloseCode
 from .connection import Connection
 from .flush import FlushTicker
 from .history import History, HistoryUnavailable, Reason, Start
-from .message import PING_FRAME, Since, frame_seq, subscribed_frame, unsubscribed_frame
+from .message import (
+    PING_FRAME,
+    Since,
+    frame_seq,
+    frame_ts,
+    is_chat_frame,
+    now_ms,
+    subscribed_frame,
+    unsubscribed_frame,
+)
+from .presence import Presence
 
-__all__ = ["PRESENCE_LIST_MAX", "Hub", "PresenceOf"]
+__all__ = ["Hub"]
 
-PresenceOf = Callable[[str], dict[str, Any]]
-"""`presence_of(room)`: the `presence` object of a `subscribed` frame
-(`{"users": N, "members": [{"user_id", "connections"}]}`), called right
-after the subscriber became a member. A plain function: it never waits."""
-
-# Members listed in a `subscribed` frame's presence: enough for a sidebar,
-# while a room of thousands costs each subscriber one small frame.
-PRESENCE_LIST_MAX = 100
 # Why a recovery failed when the history could not be read (Redis down).
 UNAVAILABLE = "unavailable"
 
@@ -78,9 +80,11 @@ class Hub:
 
     The hub subscribes the broadcaster to a room when the room gets its
     first local connection and unsubscribes after the last one left, so an
-    instance receives only the traffic of rooms it has members in.
-    `presence_of` fills the `subscribed` frames' presence (default: this
-    instance's members of the room).
+    instance receives only the traffic of rooms it has members in. Members
+    are counted in `presence` (default: a view of this instance alone),
+    which fills the `subscribed` frames' presence. It counts deliveries,
+    replays and fan-out latency into `metrics`, and shows its connections
+    and rooms there.
     """
 
     def __init__(
@@ -90,13 +94,16 @@ class Hub:
         *,
         heartbeat_interval: float,
         batch_window: float,
-        presence_of: PresenceOf | None = None,
+        presence: Presence | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._broadcaster = broadcaster
+        self._metrics = metrics or Metrics()
+        self._metrics.watch_connections(self.connection_count, lambda: len(self._rooms))
         self._history = history
         self._heartbeat_interval = heartbeat_interval
         self.flush_ticker = FlushTicker(batch_window)
-        self._presence_of = presence_of or self.local_presence
+        self.presence = Presence(interval=1.0) if presence is None else presence
         self._rooms: dict[str, _Room] = {}
         self._connections: dict[str, Connection] = {}
         self._receiving = True
@@ -123,15 +130,6 @@ class Hub:
         """The local members of `room` (those that have its `subscribed` frame)."""
         local = self._rooms.get(room)
         return [] if local is None else list(local.members.values())
-
-    def local_presence(self, room: str) -> dict[str, Any]:
-        """This instance's members of `room`, per user: the default `presence_of`."""
-        per_user = Counter(conn.user_id for conn in self.members(room))
-        listed = per_user.most_common(PRESENCE_LIST_MAX)
-        return {
-            "users": len(per_user),
-            "members": [{"user_id": user, "connections": n} for user, n in listed],
-        }
 
     async def join(self, conn: Connection, welcome: str, since: Since | None = None) -> None:
         """Add `conn` to the hub and to its path room (`conn.room`), once the
@@ -192,6 +190,7 @@ class Hub:
         room.pending += 1
         try:
             await room.subscribed.wait()
+            await self.presence.wait_synced(name)
         finally:
             room.pending -= 1
         # From here on the room's frames reach `conn`'s buffer: whatever the
@@ -205,12 +204,15 @@ class Hub:
         if self._rooms.get(name) is not room or name not in conn.rooms:
             return False  # left meanwhile
         room.members[conn.id] = conn
+        presence = self.presence.join(name, conn.user_id)
         frames = [] if welcome is None else [welcome]
-        frames.append(self._subscribed_frame(name, since, start))
+        frames.append(self._subscribed_frame(name, since, start, presence))
         epoch = None
         if start is not None:
             frames += start.frames
             epoch = start.position.epoch
+            if start.frames:
+                self._metrics.messages_replayed.inc(len(start.frames))
         last = start.position.seq if start is not None else 0
         renewed: str | None = None  # an epoch the client is still to be told
         for frame in buffered:
@@ -241,8 +243,9 @@ class Hub:
         except HistoryUnavailable:
             return None
 
-    def _subscribed_frame(self, room: str, since: Since | None, start: Start | None) -> str:
-        presence = self._presence_of(room)
+    def _subscribed_frame(
+        self, room: str, since: Since | None, start: Start | None, presence: dict[str, Any]
+    ) -> str:
         if start is None:
             recovered = None if since is None else False
             reason = None if since is None else UNAVAILABLE
@@ -258,7 +261,7 @@ class Hub:
 
     def _renewed_frame(self, room: str, epoch: str, seq: int | None) -> str:
         """The `subscribed` frame of a room whose history was lost meanwhile."""
-        presence = self._presence_of(room)
+        presence = self.presence.snapshot(room)
         return subscribed_frame(
             room, epoch, seq, presence, recovered=False, reason=Reason.EPOCH_CHANGED
         )
@@ -284,7 +287,8 @@ class Hub:
         room = self._rooms.get(name)
         if room is None:
             return
-        room.members.pop(conn.id, None)
+        if room.members.pop(conn.id, None) is not None:
+            self.presence.remove(name, conn.user_id)
         room.epochs.pop(conn.id, None)
         room.floors.pop(conn.id, None)
         room.joining.pop(conn.id, None)
@@ -349,7 +353,8 @@ class Hub:
             room.renewing = []
         floors = room.floors
         seq = frame_seq(frame) if floors else None
-        for client_id, conn in room.members.items():
+        members = room.members
+        for client_id, conn in members.items():
             if client_id == skip:
                 continue
             if seq is not None and (floor := floors.get(client_id)) is not None:
@@ -362,6 +367,26 @@ class Hub:
                 buffered.append(frame)
                 if len(buffered) > conn.queue_size:
                     conn.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue overflowed")
+        if is_chat_frame(frame):
+            self._count_fanout(frame, len(members) - (skip in members))
+
+    def _count_fanout(self, chat_frame: str, recipients: int) -> None:
+        """One fan-out's metrics: its recipients (counted at once, not one
+        by one) and the time since the message's receipt (its `ts`)."""
+        self._metrics.messages_delivered.inc(recipients)
+        if (ts := frame_ts(chat_frame)) is not None:
+            self._metrics.fanout_seconds.observe(max(0, now_ms() - ts) / 1000)
+
+    def offer(self, room_name: str, frame: str) -> None:
+        """Queue a `presence_diff` for every member of a room that has space
+        for it: presence never closes a client as a slow consumer (one whose
+        queue is full misses the diff). Members whose `subscribed` frame is
+        being prepared skip it: that frame shows presence after the change."""
+        room = self._rooms.get(room_name)
+        if room is not None:
+            # One per room per interval at most: counting each costs nothing.
+            sent = sum(conn.offer(frame) for conn in room.members.values())
+            self._metrics.presence_diffs_sent.inc(sent)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the heartbeat and the flush ticker of batched connections until cancelled."""

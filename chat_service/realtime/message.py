@@ -42,10 +42,14 @@ __all__ = [
     "encode",
     "error_frame",
     "frame_seq",
+    "frame_ts",
+    "is_chat_frame",
     "is_valid_name",
     "new_message_id",
     "now_ms",
+    "parse_chat",
     "parse_client_frame",
+    "parse_object",
     "parse_since",
     "subscribed_frame",
     "unsubscribed_frame",
@@ -70,8 +74,6 @@ class MessageType(StrEnum):
     """The `type` of a room event: delivered to every member of a room."""
 
     CHAT = "chat"
-    JOIN = "join"
-    LEAVE = "leave"
 
 
 class ErrorCode(StrEnum):
@@ -139,6 +141,26 @@ def frame_seq(frame: str) -> int | None:
     return int(frame[len(_SEQ_HEAD) : frame.index(",", len(_SEQ_HEAD))])
 
 
+def is_chat_frame(frame: str) -> bool:
+    """Whether `frame` is an encoded chat frame (with or without `seq`)."""
+    return frame.startswith(_CHAT_HEAD)
+
+
+# In a chat frame `ts` follows `body` and only `client_msg_id` may follow it.
+# Inside a JSON string every `"` is escaped, so this finds only the real key.
+_TS_KEY: Final = ',"ts":'
+_DIGITS: Final = re.compile(r"\d+")
+
+
+def frame_ts(frame: str) -> int | None:
+    """The `ts` (Unix ms) of an encoded chat frame, found without parsing; None if it has none."""
+    start = frame.rfind(_TS_KEY)
+    if start < 0:
+        return None
+    digits = _DIGITS.match(frame, start + len(_TS_KEY))
+    return None if digits is None else int(digits.group())
+
+
 def as_duplicate(frame: str) -> str:
     """A chat frame made by `with_seq`, marked `"duplicate":true` (a retry's answer)."""
     end = frame.index(",", len(_SEQ_HEAD)) + 1
@@ -186,7 +208,7 @@ def now_ms() -> int:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A room event (chat, join or leave) that goes to every member of `room`.
+    """A chat message that goes to every member of `room`.
 
     `on_message` hooks receive and return these; a chat frame from a client
     without a `type` becomes a `Message` of type `chat`.
@@ -203,17 +225,15 @@ class Message:
 
     def encode(self) -> str:
         """The frame every member receives; computed once per message."""
-        frame: dict[str, Any] = {"type": self.type.value}
-        if self.type is MessageType.CHAT:
-            frame["id"] = self.id
-        frame |= {
+        frame: dict[str, Any] = {
+            "type": self.type.value,
+            "id": self.id,
             "room": self.room,
             "client_id": self.client_id,
             "user_id": self.user_id,
+            "body": self.body,
+            "ts": self.ts,
         }
-        if self.type is MessageType.CHAT:
-            frame["body"] = self.body
-        frame["ts"] = self.ts
         if self.client_msg_id is not None:
             frame["client_msg_id"] = self.client_msg_id
         return encode(frame)
@@ -327,12 +347,10 @@ def parse_client_frame(text: str, *, max_body_chars: int) -> ClientFrame:
     Unknown fields are ignored. Raises `FrameError` with the protocol's code
     for anything the protocol refuses.
     """
-    obj = _loads(text)
-    if not isinstance(obj, dict):
-        raise FrameError(ErrorCode.INVALID_MESSAGE, "a frame must be a JSON object")
+    obj = parse_object(text)
     kind = obj.get("type", MessageType.CHAT.value)
     if kind == "chat":
-        return _parse_chat(obj, max_body_chars)
+        return parse_chat(obj, max_body_chars)
     if kind == "ping":
         return _parse_ping(obj)
     if kind == "pong":
@@ -348,7 +366,23 @@ def parse_client_frame(text: str, *, max_body_chars: int) -> ClientFrame:
     raise FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown type {kind[:64]!r}")
 
 
-def _parse_chat(obj: dict[str, Any], max_body_chars: int) -> ChatRequest:
+def parse_object(text: str) -> dict[str, Any]:
+    """The JSON object of a client frame (or a publish request's body).
+
+    Raises `FrameError`: `invalid_json` for bad JSON, `invalid_message` for
+    another value than an object, a duplicate key or a lone surrogate.
+    """
+    obj = _loads(text)
+    if not isinstance(obj, dict):
+        raise FrameError(ErrorCode.INVALID_MESSAGE, "a frame must be a JSON object")
+    return obj
+
+
+def parse_chat(obj: dict[str, Any], max_body_chars: int) -> ChatRequest:
+    """The chat request of a frame's object (its `type` already seen to be chat).
+
+    Raises `FrameError` for a bad `body`, `client_msg_id` or `room`.
+    """
     body = obj.get("body")
     if not isinstance(body, str) or not body:
         raise FrameError(ErrorCode.INVALID_MESSAGE, "body must be a non-empty string")

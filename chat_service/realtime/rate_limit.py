@@ -16,6 +16,7 @@ from enum import Enum
 import trio
 
 from ..config import Config
+from ..metrics import Metrics
 from .close_codes import CloseCode
 from .connection import Connection, FrameHandler
 from .message import ErrorCode, error_frame
@@ -48,6 +49,10 @@ class TokenBucket:
             return False
         self._tokens -= 1.0
         return True
+
+    def seconds_to_next(self) -> float:
+        """Seconds until a token is there, as of the last `take` (0: one is)."""
+        return max(0.0, (1.0 - self._tokens) / self._rate)
 
 
 class Verdict(Enum):
@@ -85,9 +90,9 @@ class RateLimiter:
         return Verdict.REFUSE
 
 
-def limit_rate(on_frame: FrameHandler, config: Config) -> FrameHandler:
+def limit_rate(on_frame: FrameHandler, config: Config, metrics: Metrics) -> FrameHandler:
     """`on_frame` behind a fresh `RateLimiter` (for one connection), with
-    the `RATE_LIMIT_*` settings of `config`.
+    the `RATE_LIMIT_*` settings of `config`; refusals count in `metrics`.
 
     A refused frame is answered with `error` `rate_limited` and never reaches
     `on_frame`; on the closing strike no more frames are taken and the
@@ -112,6 +117,8 @@ def limit_rate(on_frame: FrameHandler, config: Config) -> FrameHandler:
         if verdict is Verdict.ACCEPT:
             await on_frame(conn, data)
         elif verdict is Verdict.REFUSE:
+            metrics.rate_limit_refusals.inc()
+            metrics.frame_errors.labels(ErrorCode.RATE_LIMITED.value).inc()
             conn.enqueue(_RATE_LIMITED)
         else:
             conn.finish(

@@ -24,6 +24,7 @@ import trio
 from coredis.patterns.pubsub import PubSub
 from coredis.retry import NoRetryPolicy
 
+from ..metrics import Metrics
 from .backoff import Backoff
 from .broadcaster import (
     Broadcaster,
@@ -45,6 +46,7 @@ from .redis_history import (
     RedisSession,
     RoomKeys,
 )
+from .redis_presence import RedisPresence
 
 __all__ = ["RedisBroadcaster"]
 
@@ -131,8 +133,11 @@ class RedisBroadcaster(Broadcaster):
         history_size: int,
         history_ttl: int,
         queue_size: int = PUBLISH_QUEUE_SIZE,
+        metrics: Metrics | None = None,
     ) -> None:
         self._url = url
+        self._metrics = metrics or Metrics()
+        self._metrics.watch_redis(lambda: self._connected)
         self._prefix = channel_prefix
         self._history_size = history_size
         self._history_ttl = history_ttl
@@ -165,6 +170,11 @@ class RedisBroadcaster(Broadcaster):
         self._queue_space = trio.lowlevel.ParkingLot()
         self._rooms_changed = trio.lowlevel.ParkingLot()
         self._state_changed = trio.lowlevel.ParkingLot()
+
+    def open_presence(self, ttl: float) -> RedisPresence:
+        """Presence shares kept in this broadcaster's Redis, through its
+        session, each for `ttl` seconds after its last refresh."""
+        return RedisPresence(lambda: self._session, prefix=self._prefix, ttl=ttl)
 
     @property
     def unready_reason(self) -> str | None:
@@ -278,6 +288,7 @@ class RedisBroadcaster(Broadcaster):
         frame without `seq` (its outcome says so), nothing kept."""
         self._dispatch(queued.channel, queued.payload)
         if queued.outcome is not None:
+            self._metrics.messages_published.inc()
             queued.outcome.resolve(Published(None, queued.payload))
 
     def _dispatch(self, channel: str, payload: str) -> None:
@@ -365,6 +376,8 @@ class RedisBroadcaster(Broadcaster):
         if self._dirty:
             self._rooms_changed.unpark_all()
         self._state_changed.unpark_all()
+        if self._outage_logged:
+            self._metrics.redis_reconnects.inc()
         state = "reconnected" if self._outage_logged else "connected"
         log.info("redis %s rooms=%d", state, len(subscribed))
         self._outage_logged = False
@@ -406,14 +419,18 @@ class RedisBroadcaster(Broadcaster):
                 await self._queue_filled.park()
             batch, self._queue = self._queue, deque()
             self._queue_space.unpark_all()
+            self._metrics.publish_batch_size.observe(len(batch))
+            sent = trio.current_time()
             try:
                 await self._publish_batch(client, batch)
             except BaseException:
                 # Sent or not, nobody can tell: never published twice.
                 for queued in batch:
-                    if queued.outcome is not None:
+                    if queued.outcome is not None and not queued.outcome.done:
+                        self._metrics.messages_dropped.labels("publish_failed").inc()
                         queued.outcome.resolve(PublishFailed("redis connection lost"))
                 raise
+            self._metrics.publish_seconds.observe(trio.current_time() - sent)
 
     async def _publish_batch(self, client: RedisClient, batch: deque[_Queued]) -> None:
         by_room: dict[str, list[_Queued]] = {}
@@ -449,8 +466,10 @@ class RedisBroadcaster(Broadcaster):
             for queued, result in zip(chats, results, strict=True):
                 assert queued.outcome is not None
                 if isinstance(result, int):
+                    self._metrics.messages_published.inc()
                     queued.outcome.resolve(Published(result, with_seq(queued.payload, result)))
                 else:
+                    self._metrics.messages_dropped.labels("duplicate").inc()
                     original = str(result)
                     queued.outcome.resolve(Published(frame_seq(original), original, True))
 

@@ -32,6 +32,7 @@ __all__ = [
     "CLIENT_FRAME_SCHEMA",
     "DEFAULT_MAX_BODY_CHARS",
     "ERROR_CODE_MEANINGS",
+    "MEMBER_SCHEMA",
     "NAME_SCHEMA",
     "SERVER_FRAMES",
     "FrameDoc",
@@ -126,22 +127,28 @@ _SINCE: Final[Schema] = {
         "null is the same as leaving it out"
     ),
 }
+_USERS: Final[Schema] = {
+    "type": "integer",
+    "minimum": 0,
+    "description": "distinct users in the room, across the cluster",
+}
+MEMBER_SCHEMA: Final[Schema] = {
+    "type": "object",
+    "properties": {
+        "user_id": NAME_SCHEMA,
+        "connections": {"type": "integer", "minimum": 1, "description": "their open connections"},
+    },
+    "required": ["user_id", "connections"],
+    "additionalProperties": False,
+}
 _PRESENCE: Final[Schema] = {
     "type": "object",
     "properties": {
-        "users": {"type": "integer", "minimum": 0, "description": "distinct users in the room"},
+        "users": _USERS,
         "members": {
             "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "user_id": NAME_SCHEMA,
-                    "connections": {"type": "integer", "minimum": 1},
-                },
-                "required": ["user_id", "connections"],
-                "additionalProperties": False,
-            },
-            "description": "up to 100 of them, most connections first",
+            "items": MEMBER_SCHEMA,
+            "description": "up to PRESENCE_LIST_MAX (default 100) of them, by user_id",
         },
     },
     "required": ["users", "members"],
@@ -149,27 +156,6 @@ _PRESENCE: Final[Schema] = {
 }
 _CLIENT_ID: Final[Schema] = {"type": "string", "description": "this connection's id"}
 _EXP: Final[Schema] = {"type": "integer", "description": "the token's `exp`, Unix seconds"}
-
-
-def _room_event(kind: str, verb: str) -> FrameDoc:
-    return FrameDoc(
-        key=kind,
-        title=f"{kind.capitalize()} event",
-        summary=(
-            f"Another client {verb} the room; sent to the room's other members "
-            "(JOIN_LEAVE_EVENTS=false turns it off)."
-        ),
-        schema=_frame(
-            kind, {"room": NAME_SCHEMA, "client_id": _CLIENT_ID, "user_id": NAME_SCHEMA, "ts": _TS}
-        ),
-        example={
-            "type": kind,
-            "room": "general",
-            "client_id": "5d1c0f3a9b2e4c7d",
-            "user_id": "bob",
-            "ts": 1767225600000,
-        },
-    )
 
 
 def _token_event(kind: str, key: str, summary: str) -> FrameDoc:
@@ -426,8 +412,52 @@ SERVER_FRAMES: Final[tuple[FrameDoc, ...]] = (
             "client_msg_id": "c-1",
         },
     ),
-    _room_event("join", "entered"),
-    _room_event("leave", "left"),
+    FrameDoc(
+        key="presenceDiff",
+        title="Presence diff",
+        summary=(
+            "Who came and went in the room, across the cluster, per user (a second tab is not a "
+            "join): at most one per room per PRESENCE_INTERVAL (default 1 s), every change in "
+            "between coalesced; a join and a leave of the same user within one interval cancel "
+            "out. Apply `joins` as upserts and `leaves` as removals. At most PRESENCE_LIST_MAX "
+            "of them are listed (then with `truncated`). PRESENCE_EVENTS=false turns them off."
+        ),
+        schema=_frame(
+            "presence_diff",
+            {
+                "room": NAME_SCHEMA,
+                "joins": {
+                    "type": "array",
+                    "items": MEMBER_SCHEMA,
+                },
+                "leaves": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"user_id": NAME_SCHEMA},
+                        "required": ["user_id"],
+                        "additionalProperties": False,
+                    },
+                },
+                "users": _USERS,
+                "truncated": {
+                    "const": True,
+                    "description": (
+                        "only when more than PRESENCE_LIST_MAX users came and went: the lists "
+                        "hold PRESENCE_LIST_MAX of them; page the presence endpoint for the rest"
+                    ),
+                },
+            },
+            optional=("truncated",),
+        ),
+        example={
+            "type": "presence_diff",
+            "room": "general",
+            "joins": [{"user_id": "bob", "connections": 1}],
+            "leaves": [{"user_id": "carol"}],
+            "users": 2,
+        },
+    ),
     FrameDoc(
         key="heartbeat",
         title="Heartbeat ping",

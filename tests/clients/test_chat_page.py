@@ -7,16 +7,22 @@ is Playwright's `expect` (it polls the page until its deadline, WAIT).
 
 from __future__ import annotations
 
+import re
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
+import jwt
 import port_for
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pytest_redis.executor import RedisExecutor
 
+from ..client_process import client_command
 from ..helpers import WAIT
 from ..redis_helpers import tcp_url
+from ..tokens import SECRET, mint
 from .live_service import LiveService, live_service
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make chromium`)
@@ -55,14 +61,23 @@ def open_page(browser: Browser) -> Iterator[OpenPage]:
     contexts = []
 
     def open_page(
-        service: LiveService, name: str, rooms: str, *, join: bool = True, **viewport: int
+        service: LiveService,
+        name: str,
+        rooms: str,
+        *,
+        join: bool = True,
+        token: str = "",
+        token_url: str = "",
+        **viewport: int,
     ) -> Page:
         context = browser.new_context(viewport=viewport or None)
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: problems.append(f"{name}: error {error}"))
         page.on("dialog", lambda dialog: problems.append(f"{name}: dialog {dialog.message}"))
-        page.goto(f"{service.origin}/?name={name}&rooms={rooms}")
+        query = urlencode({"name": "" if token else name, "rooms": rooms, "token_url": token_url})
+        page.goto(f"{service.origin}/?{query}")
+        page.locator("#login-token").fill(token)
         if not join:
             return page
         page.get_by_role("button", name="Join").click()
@@ -119,6 +134,18 @@ def test_two_pages_chat_and_a_page_in_another_room_sees_none_of_it(
         assert carol.locator(".msg").count() == 1
 
 
+def test_a_page_shows_who_comes_and_goes(open_page: OpenPage) -> None:
+    with live_service(PRESENCE_INTERVAL="0.1") as service:
+        alice = open_page(service, "alice", "general")
+        expect(alice.locator("#members li")).to_have_text(["alice"])
+        bob = open_page(service, "bob", "general")
+        expect(alice.locator("#people-title")).to_have_text("Here (2)")
+        expect(alice.locator("#members li")).to_have_text(["alice", "bob"])
+        bob.close()
+        expect(alice.locator("#people-title")).to_have_text("Here (1)")
+        expect(alice.locator("#members li")).to_have_text(["alice"])
+
+
 def test_markup_in_a_body_is_shown_as_text_and_runs_nothing(open_page: OpenPage) -> None:
     attack = "<img src=x onerror=alert(1)>"
     with live_service() as service:
@@ -170,6 +197,91 @@ def test_pages_reconnect_after_a_restart_say_so_and_miss_nothing(
             for page in (alice, bob, carol):
                 expect_bodies(page, "hall", expected)
             assert alice.locator(".gap").count() == 0
+
+
+def test_with_auth_on_a_pasted_token_names_the_user(open_page: OpenPage) -> None:
+    with live_service(AUTH_ENABLED="true", AUTH_JWT_SECRET=SECRET) as service:
+        dora = open_page(service, "dora", "general", token=mint(SECRET, sub="dora"))
+        say(dora, "signed in")
+        expect_bodies(dora, "general", ["signed in"])
+        expect(dora.locator('.log[data-room="general"] .msg .who')).to_have_text(["dora"])
+        # A token the server refuses (401 before the upgrade): the page says
+        # it cannot connect, and keeps trying.
+        mallory = open_page(service, "mallory", "general", join=False, token="not-a-jwt")
+        mallory.get_by_role("button", name="Join").click()
+        expect(mallory.locator("#status")).to_have_text(re.compile("^Cannot connect; reconnecting"))
+
+
+def test_a_page_shows_recent_history_and_loads_older_pages(open_page: OpenPage) -> None:
+    said = [f"m{n}" for n in range(1, 121)]
+    with live_service(RATE_LIMIT_PER_SECOND="0") as service:
+        url = f"ws://127.0.0.1:{service.port}/api/chat-api/ws/archive"
+        subprocess.run(
+            client_command(url, "--once"),
+            input="".join(f"{body}\n" for body in said),
+            text=True,
+            capture_output=True,
+            timeout=WAIT * 3,
+            check=True,
+        )
+        alice = open_page(service, "alice", "archive")
+        expect_bodies(alice, "archive", said[-50:])  # the newest page, as context
+        older = alice.get_by_role("button", name="Load older messages")
+        older.click()
+        expect_bodies(alice, "archive", said[-100:])
+        older.focus()
+        alice.keyboard.press("Enter")
+        expect_bodies(alice, "archive", said)
+        expect(older).to_be_hidden()  # nothing older is left
+
+
+# Tokens that expire soon: the server says so at once (the notice is longer
+# than what is left), and the page must refresh before the end.
+EXPIRING = {"AUTH_ENABLED": "true", "AUTH_JWT_SECRET": SECRET, "TOKEN_EXPIRY_NOTICE": "25"}
+
+
+def expect_refreshed(page: Page, token: str) -> None:
+    """The page has had `refreshed` for `token`: it shows the new end of its session."""
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    expect(page.locator("#session")).to_have_attribute("data-exp", str(exp))
+    expect(page.locator("#session")).to_contain_text("Signed in until")
+
+
+def test_a_page_refreshes_its_token_from_its_token_url(open_page: OpenPage) -> None:
+    renewed = mint(SECRET, sub="dora", expires_in=600)
+    with live_service(**EXPIRING) as service:
+        dora = open_page(
+            service,
+            "dora",
+            "general",
+            join=False,
+            token=mint(SECRET, sub="dora", expires_in=20),
+            token_url="/auth/token",
+        )
+        # The deployment's token endpoint, played by the test.
+        dora.route(
+            f"{service.origin}/auth/token",
+            lambda route: route.fulfill(json={"token": renewed}),
+        )
+        dora.get_by_role("button", name="Join").click()
+        expect_refreshed(dora, renewed)
+        expect(dora.locator("#token-banner")).to_be_hidden()
+        expect(dora.locator("#status")).to_have_text("Connected as dora")
+
+
+def test_a_page_without_a_token_url_asks_for_a_new_token(open_page: OpenPage) -> None:
+    renewed = mint(SECRET, sub="dora", expires_in=600)
+    with live_service(**EXPIRING) as service:
+        dora = open_page(
+            service, "dora", "general", join=False, token=mint(SECRET, sub="dora", expires_in=20)
+        )
+        dora.get_by_role("button", name="Join").click()
+        banner = dora.locator("#token-banner")
+        expect(banner).to_contain_text("paste a new token")
+        dora.get_by_label("New token", exact=True).fill(renewed)
+        dora.get_by_label("New token", exact=True).press("Enter")
+        expect_refreshed(dora, renewed)
+        expect(banner).to_be_hidden()
 
 
 def test_a_page_marks_where_history_could_not_be_recovered(open_page: OpenPage) -> None:

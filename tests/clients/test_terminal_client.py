@@ -3,12 +3,15 @@ processes, driven through pipes, and `python -m chat_service` servers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import port_for
 from pytest_redis.executor import RedisExecutor
 
 from ..client_process import client_process
 from ..redis_helpers import tcp_url
 from ..server_process import server_process
+from ..tokens import SECRET, mint
 
 # Reconnect quickly: the test waits for the restarted instance to be found.
 FAST = ("--reconnect-min", "0.1", "--reconnect-max", "0.5")
@@ -121,14 +124,40 @@ async def test_once_exits_1_when_the_server_refuses_a_line() -> None:
     assert [f["body"] for f in once.frames()] == ["ok"]
 
 
-async def test_a_refused_upgrade_exits_1_with_the_reason() -> None:
+async def test_a_token_names_the_user_and_a_refused_one_exits_1() -> None:
+    dora_token = mint(SECRET, sub="dora")
     async with (
-        server_process(AUTH_ENABLED="true", AUTH_JWT_SECRET="s" * 32) as server,
+        server_process(AUTH_ENABLED="true", AUTH_JWT_SECRET=SECRET) as server,
+        client_process(server.url("general"), "--once", "--json", "--token", dora_token) as dora,
         client_process(server.url("general"), "--once", "--token", "not-a-jwt") as refused,
     ):
+        await dora.say("signed in")
+        await dora.end_input()
         await refused.end_input()
+        assert await dora.wait_exit() == 0
         assert await refused.wait_exit() == 1
         await refused.err.wait_for("refused: HTTP 401")
+    assert [(f["user_id"], f["body"]) for f in dora.frames()] == [("dora", "signed in")]
+
+
+async def test_a_token_file_is_read_again_when_the_token_expires(tmp_path: Path) -> None:
+    """The server says at once that the first token expires (its notice is
+    longer than the token has left); the client answers with the token now in
+    the file, and chats on."""
+    token_file = tmp_path / "token"
+    token_file.write_text(mint(SECRET, sub="dora", expires_in=600) + "\n")
+    expiring = {"AUTH_ENABLED": "true", "AUTH_JWT_SECRET": SECRET, "TOKEN_EXPIRY_NOTICE": "25"}
+    first = mint(SECRET, sub="dora", expires_in=20)
+    args = ("--once", "--json", "--token", first, "--token-file", str(token_file))
+    async with (
+        server_process(**expiring) as server,
+        client_process(server.url("general"), *args) as dora,
+    ):
+        await dora.err.wait_for("token refreshed, valid until")
+        await dora.say("still signed in")
+        await dora.end_input()
+        assert await dora.wait_exit() == 0
+    assert [f["body"] for f in dora.frames()] == ["still signed in"]
 
 
 async def test_a_restart_of_the_clients_instance_loses_nothing(

@@ -128,10 +128,6 @@ async def history(server: RunningServer, room: str) -> list[dict[str, Any]]:
         before = f"&before={page['messages'][0]['seq']}"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="reads history through GET /api/chat-api/rooms/{room}/messages, which is landing",
-)
 @pytest.mark.filterwarnings(
     # coredis 6.9's sharded pub/sub enters one pool.acquire() per shard in an
     # AsyncExitStack it never closes; when a failover ends the subscriber,

@@ -65,6 +65,6 @@ async def test_the_instance_sees_the_clients_address_not_nginx(
                 pass
         async with connect(_url(port, "hall"), local_address="127.0.0.3") as other:
             assert other.welcome["type"] == "welcome"
-    connected = [r.getMessage() for r in caplog.records if "client connected" in r.getMessage()]
-    addresses = [line.rsplit("address=", 1)[1] for line in connected]
+    connected = [r for r in caplog.records if r.getMessage() == "client connected"]
+    addresses = [record.fields["address"] for record in connected]
     assert addresses == ["127.0.0.2", "127.0.0.3"]

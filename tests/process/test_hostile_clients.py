@@ -53,7 +53,7 @@ async def _flood(port: int) -> tuple[list[str], int | None]:
 
 
 async def test_flooder_reads_its_rate_limited_errors_before_1008() -> None:
-    async with server_process(JOIN_LEAVE_EVENTS="false") as service:
+    async with server_process(PRESENCE_EVENTS="false") as service:
         errors, code = await _flood(service.port)
     assert code == 1008
     # A `rate_limited` for every refusal but the closing one.
@@ -62,7 +62,7 @@ async def test_flooder_reads_its_rate_limited_errors_before_1008() -> None:
 
 
 async def test_server_closed_floods_leave_no_task_or_socket_behind() -> None:
-    async with server_process(JOIN_LEAVE_EVENTS="false") as service:
+    async with server_process(PRESENCE_EVENTS="false") as service:
         idle_tasks = (await service.health())["tasks"]
         await _flood(service.port)  # warm-up: lazy imports, pools
         idle = await service.settled(idle_tasks)
@@ -82,7 +82,7 @@ async def test_a_peer_that_never_reads_is_cut_off_by_the_kernel() -> None:
     settings = {"SEND_QUEUE_SIZE": "10000", "MAX_BODY_CHARS": "30000", "HEARTBEAT_INTERVAL": "600"}
     settings |= {
         "TCP_USER_TIMEOUT": "1",
-        "JOIN_LEAVE_EVENTS": "false",
+        "PRESENCE_EVENTS": "false",
         "RATE_LIMIT_PER_SECOND": "0",
     }
     async with server_process(**settings) as service:
@@ -121,7 +121,7 @@ async def _idle_clients(service: ServerProcess, stack: AsyncExitStack, offer: st
 
 
 async def test_deflate_offer_is_not_answered_and_costs_what_a_plain_client_costs() -> None:
-    async with server_process(JOIN_LEAVE_EVENTS="false") as service:
+    async with server_process(PRESENCE_EVENTS="false") as service:
         async with AsyncExitStack() as stack:
             # Kept open: freed memory the next clients would reuse would favour them.
             await _idle_clients(service, stack, "")
@@ -133,7 +133,7 @@ async def test_deflate_offer_is_not_answered_and_costs_what_a_plain_client_costs
 
 
 async def test_with_ws_compression_deflate_is_negotiated_with_small_windows() -> None:
-    async with server_process(WS_COMPRESSION="true", JOIN_LEAVE_EVENTS="false") as service:
+    async with server_process(WS_COMPRESSION="true", PRESENCE_EVENTS="false") as service:
         async with raw_websocket(service.port, PATH, extra_headers=DEFLATE_OFFER) as ws:
             assert "permessage-deflate; client_max_window_bits=10" in ws.response_head
             inflater = zlib.decompressobj(-15)
@@ -176,7 +176,7 @@ async def test_decompression_bombs_cost_no_more_than_plain_frames(
     compression: str, code: int
 ) -> None:
     assert len(bomb()) < 64 * KiB
-    async with server_process(WS_COMPRESSION=compression, JOIN_LEAVE_EVENTS="false") as service:
+    async with server_process(WS_COMPRESSION=compression, PRESENCE_EVENTS="false") as service:
         peak = service.peak_rss_bytes()
         async with trio.open_nursery() as nursery:
             codes: list[int | None] = []

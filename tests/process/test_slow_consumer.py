@@ -77,7 +77,7 @@ async def test_client_that_never_reads_gets_4001_and_memory_stays_bounded() -> N
         SEND_QUEUE_SIZE=str(SEND_QUEUE_SIZE),
         MAX_BODY_CHARS=str(BODY_CHARS),
         RATE_LIMIT_PER_SECOND="0",
-        JOIN_LEAVE_EVENTS="false",
+        PRESENCE_EVENTS="false",
         # History full by the end of the warm-up: it holds the same number of
         # frames at the baseline as at the peak, so only the queue can grow.
         HISTORY_SIZE=str(WARM_UP_ROUNDS * SENDERS),
@@ -147,7 +147,7 @@ async def test_stuck_client_holds_its_place_until_it_reads_its_4001(
     server = await start_server(
         max_connections=2,
         send_queue_size=4,
-        join_leave_events=False,
+        presence_events=False,
         make_handler_config=lambda b: HandlerConfig(b, on_disconnect=on_disconnect),
     )
     async with connect(server.url("s")) as sender:

@@ -19,6 +19,7 @@ import trio.testing
 from mirakuru import TCPExecutor
 from pytest_redis.executor import RedisExecutor
 
+from chat_service.realtime import Broadcaster, Connection, HandlerConfig
 from chat_service.realtime.message import encode
 from chat_service.realtime.redis_broadcaster import RedisBroadcaster
 
@@ -41,9 +42,6 @@ async def test_message_crosses_instances_once(
 ) -> None:
     a, b = await start_instances(start_server, tcp_url(redis_server), 2)
     async with connect(a.url("general")) as alice, connect(b.url("general")) as bob:
-        # Bob's join came to Alice through Redis; Bob did not get his own.
-        join = await alice.receive()
-        assert (join["type"], join["client_id"]) == ("join", bob.client_id)
         await alice.send({"body": "hi from a"})
         await bob.send({"body": "hi from b"})
         for client in (alice, bob):
@@ -56,7 +54,7 @@ async def test_message_crosses_instances_once(
 async def test_rooms_stay_isolated_across_instances(
     start_server: StartServer, redis_server: RedisExecutor
 ) -> None:
-    a, b = await start_instances(start_server, tcp_url(redis_server), 2, join_leave_events=False)
+    a, b = await start_instances(start_server, tcp_url(redis_server), 2, presence_events=False)
     async with (
         connect(a.url("x")) as sender,
         connect(b.url("x")) as same_room,
@@ -71,7 +69,7 @@ async def test_rooms_stay_isolated_across_instances(
 async def test_every_client_everywhere_sees_one_order(
     start_server: StartServer, redis_server: RedisExecutor
 ) -> None:
-    servers = await start_instances(start_server, tcp_url(redis_server), 3, join_leave_events=False)
+    servers = await start_instances(start_server, tcp_url(redis_server), 3, presence_events=False)
     per_sender = 15
     async with (
         connect(servers[0].url("r")) as c0,
@@ -109,7 +107,15 @@ async def test_every_client_everywhere_sees_one_order(
 async def test_subscriptions_follow_local_membership(
     start_server: StartServer, redis_server: RedisExecutor, nursery: trio.Nursery
 ) -> None:
-    a, b = await start_instances(start_server, tcp_url(redis_server), 2)
+    departures_in, departures = trio.open_memory_channel[str](10)
+
+    def hooks(broadcaster: Broadcaster) -> HandlerConfig:
+        async def departed(conn: Connection) -> None:
+            departures_in.send_nowait(conn.id)  # after the hub let it go
+
+        return HandlerConfig(broadcaster, on_disconnect=departed)
+
+    a, b = await start_instances(start_server, tcp_url(redis_server), 2, make_handler_config=hooks)
     async with redis_client(redis_server) as client:
         assert set(await client.pubsub_channels("chat:room:*")) == {
             broadcaster(a).control_channel,
@@ -117,15 +123,17 @@ async def test_subscriptions_follow_local_membership(
         }
     assert await subscribers(redis_server, "x") == 0
 
-    async with connect(b.url("x")) as witness:
-        async with connect(a.url("x")):
+    async with connect(b.url("x")):
+        async with connect(a.url("x")) as outer:
             assert await subscribers(redis_server, "x") == 2
-            async with connect(a.url("x")):
+            async with connect(a.url("x")) as inner:
                 assert await subscribers(redis_server, "x") == 2
-            await witness.receive_type("leave")
+            with trio.fail_after(WAIT):
+                assert await departures.receive() == inner.client_id
             await fence(a, nursery)
             assert await subscribers(redis_server, "x") == 2, "a still has a member in x"
-        await witness.receive_type("leave")
+        with trio.fail_after(WAIT):
+            assert await departures.receive() == outer.client_id
         await fence(a, nursery)
         assert await subscribers(redis_server, "x") == 1, "a kept x without members"
 

@@ -10,7 +10,7 @@ import trio
 from pytest_redis.executor import RedisExecutor
 
 from ..conftest import StartServer
-from ..helpers import WAIT, Client, connect
+from ..helpers import WAIT, Client, connect, room_history
 from ..redis_helpers import redis_client, start_instances, tcp_url
 
 
@@ -69,6 +69,8 @@ async def test_a_retry_after_reconnecting_elsewhere_appears_once(
             assert (await sender.receive_type("chat"))["seq"] == original["seq"] + 1
         chats = [f for f in await reader.drain_until_sync() if f["type"] == "chat"]
         assert [(f["body"], f["seq"]) for f in chats] == [("hello", 1), ("later", 2)]
+    for server in (a, b):
+        assert await room_history(server.port, "d") == chats
     async with redis_client(redis_server) as redis:
         assert await redis.xlen("chat:room:{d}:history") == 2
 

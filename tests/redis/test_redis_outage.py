@@ -43,7 +43,7 @@ async def test_sigkilled_redis_degrades_to_local_then_recovers_without_duplicate
     start_server: StartServer, redis_server: RedisExecutor, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="chat_service")
-    a, b = await start_instances(start_server, tcp_url(redis_server), 2, join_leave_events=False)
+    a, b = await start_instances(start_server, tcp_url(redis_server), 2, presence_events=False)
     async with (
         connect(a.url("r")) as alice,
         connect(a.url("r")) as anna,

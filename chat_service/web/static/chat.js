@@ -340,6 +340,7 @@
         break;
       case "refreshed":
         $("#token-banner").hidden = true;
+        showSession(frame.exp);
         break;
       default:
         break; // pong, and frame types added later
@@ -546,6 +547,13 @@
       $("#token-banner-text").textContent = `Your session ends at ${at}: paste a new token to stay.`;
     }
     $("#token-banner").hidden = false;
+  }
+
+  function showSession(exp) {
+    const session = $("#session");
+    session.dataset.exp = String(exp);
+    session.textContent = `Signed in until ${new Date(exp * 1000).toLocaleTimeString()}`;
+    session.hidden = false;
   }
 
   function useToken(token) {
