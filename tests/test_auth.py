@@ -113,8 +113,18 @@ async def test_leeway_forgives_a_little_clock_skew(rsa_server: RunningServer) ->
         assert client.welcome["user_id"] == "user-7"
 
 
+# The refused tokens are made when the module loads and used minutes later in
+# a full run: an hour keeps each refused for its own reason, not for expiry.
+_HOUR = 3600
+
+
 def _claims(**changes: Any) -> dict[str, Any]:
-    return {"sub": "user-7", "exp": int(time.time()) + 60, "aud": AUDIENCE, "iss": ISSUER} | changes
+    return {
+        "sub": "user-7",
+        "exp": int(time.time()) + _HOUR,
+        "aud": AUDIENCE,
+        "iss": ISSUER,
+    } | changes
 
 
 _RSA_PUBLIC_PEM = public_pem(RSA_KEY).encode()
@@ -125,7 +135,7 @@ REFUSED_TOKENS = {
     "wrong-issuer": _idp_token(iss="https://evil.example.com/"),
     "no-issuer": mint(RSA_KEY, "RS256", aud=AUDIENCE),
     "expired-beyond-leeway": _idp_token(exp=int(time.time()) - 30),
-    "not-yet-valid": _idp_token(nbf=int(time.time()) + 60),
+    "not-yet-valid": _idp_token(nbf=int(time.time()) + _HOUR),
     "wrong-rsa-key": _idp_token(rsa_private_key()),
     "es256-to-an-rsa-key": _idp_token(EC_KEY, "ES256"),
     "hs256-with-the-secret-it-does-not-use": _idp_token(SECRET, "HS256"),

@@ -6,8 +6,11 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
+
+from chat_service.realtime import presence
 
 from .conftest import StartServer
 from .helpers import Client, connect, wait_for_join, wait_for_leave
@@ -113,3 +116,25 @@ async def test_a_diff_lists_at_most_the_list_maximum_and_says_it_is_truncated(
         diff = await watcher.receive_presence()
         assert (len(diff["joins"]), diff["leaves"], diff["users"]) == (2, [], 4)
         assert diff["truncated"] is True
+
+
+async def test_a_big_room_gets_its_diffs_less_often(
+    start_server: StartServer, mock_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ROOM_DIFFS_PER_SECOND x interval members (here 1 x 1 s, so 3
+    members are a big room), a room's diff waits members / budget seconds."""
+    monkeypatch.setattr(presence, "ROOM_DIFFS_PER_SECOND", 1)
+    server = await start_server()
+    async with AsyncExitStack() as stack:
+        watcher = await stack.enter_async_context(connect(server.url("big", user_id="w")))
+        for user in ("a", "b"):
+            await stack.enter_async_context(connect(server.url("big", user_id=user)))
+        mock_clock.jump(1.0)
+        assert (await watcher.receive_presence())["users"] == 3
+        await stack.enter_async_context(connect(server.url("big", user_id="c")))
+        mock_clock.jump(1.0)
+        assert await watcher.drain_until_sync(skip_presence=False) == []  # not due yet
+        mock_clock.jump(1.0)
+        assert await watcher.drain_until_sync(skip_presence=False) == []
+        mock_clock.jump(1.0)  # 3 s after the last diff
+        assert joined(await watcher.receive_presence()) == {"c": 1}

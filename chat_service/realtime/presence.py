@@ -41,6 +41,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Presence diffs one room may cost this instance per second: a room with
+# more local members gets its diff less often than every interval (one frame
+# per member each time), so that a room of 5,000 reconnecting at once does
+# not spend the core on presence while the joins wait.
+ROOM_DIFFS_PER_SECOND = 1000
 # Members listed in a `subscribed` frame's presence: enough for a sidebar,
 # while a room of thousands costs each subscriber one small frame.
 DEFAULT_LIST_MAX = 100
@@ -142,6 +147,7 @@ class Presence:
         self._store = store
         self._rooms: dict[str, _Room] = {}
         self._changed: set[str] = set()
+        self._next_diff: dict[str, float] = {}  # big rooms: when their next diff is due
         self._steps = itertools.count()
         # With a store: rooms whose local share changed since it was written;
         # rooms whose other shares are known; rooms a first member waits for.
@@ -310,10 +316,21 @@ class Presence:
             self._rooms.pop(room, None)
 
     def take_diffs(self) -> Iterator[tuple[str, str]]:
-        """(room, frame) for every room whose presence changed since its last diff."""
+        """(room, frame) for every room whose presence changed since its
+        last diff and whose next diff is due (see ROOM_DIFFS_PER_SECOND)."""
+        now = trio.current_time()
         changed, self._changed = self._changed, set()
         for room in changed:
-            if (frame := self.take_diff(room)) is not None:
+            if now < self._next_diff.get(room, now):
+                self._changed.add(room)  # not yet: it keeps coalescing
+                continue
+            self._next_diff.pop(room, None)
+            state = self._rooms.get(room)
+            if (frame := self.take_diff(room)) is not None and state is not None:
+                members = sum(state.local.values())
+                if members > ROOM_DIFFS_PER_SECOND * self._interval:
+                    wait = members / ROOM_DIFFS_PER_SECOND
+                    self._next_diff[room] = now + wait - self._interval / 2
                 yield room, frame
 
     async def run(
