@@ -171,17 +171,7 @@ class Handler:
             await self._hub.join(conn, self._welcome(conn), since)
             joined = True
             await self._hooks.on_connect(conn)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    partial(
-                        watch_expiry,
-                        conn,
-                        notice=self._config.token_expiry_notice,
-                        leeway=self._config.auth_leeway_seconds,
-                    )
-                )
-                await conn.serve(websocket, limit_rate(self._on_frame, self._config, self._metrics))
-                nursery.cancel_scope.cancel()
+            await self._serve(conn, websocket)
         except Exception:
             log.exception(
                 "connection failed",
@@ -229,6 +219,29 @@ class Handler:
                 "protocol": PROTOCOL_VERSION,
             }
         )
+
+    async def _serve(self, conn: Connection, websocket: WebSocket) -> None:
+        """Run `conn` until it ends; with auth on, also watch its token's
+        expiry (a refresh can set one). With auth off nothing expires, and
+        no task is spent per connection on watching it. Cancellation ends
+        both."""
+        serving = partial(
+            conn.serve, websocket, limit_rate(self._on_frame, self._config, self._metrics)
+        )
+        if self._verify_token is None:
+            await serving()
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                partial(
+                    watch_expiry,
+                    conn,
+                    notice=self._config.token_expiry_notice,
+                    leeway=self._config.auth_leeway_seconds,
+                )
+            )
+            await serving()
+            nursery.cancel_scope.cancel()
 
     async def _on_frame(self, conn: Connection, data: str | bytes) -> None:
         if not isinstance(data, str):
