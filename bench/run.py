@@ -29,6 +29,7 @@ from bench import processes, report
 from bench.processes import BENCH_DIR, Cores, Server
 from bench.profile_summary import summarize
 from bench.scenarios import BASELINE_STAND_IN, SCENARIOS, Scenario, smoke
+from tests.redis_cluster import redis_cluster
 
 # Logged by chat_service when REDIS_URL is set on a build without Redis fan-out.
 REDIS_NOT_BUILT = "Redis fan-out is not built"
@@ -183,6 +184,11 @@ def run_scenario(
         if scenario.redis:
             url = stack.enter_context(processes.start_redis(logs / f"{tag}.redis.log", cores))
             env = env | {"REDIS_URL": url}
+        if scenario.redis_cluster:
+            folder = logs / f"{tag}.cluster"
+            folder.mkdir(parents=True, exist_ok=True)
+            cluster = stack.enter_context(redis_cluster(folder))
+            env = env | {"REDIS_CLUSTER_URL": cluster.url}
         servers = [
             stack.enter_context(
                 processes.start_server(command, env, logs / f"{tag}.{i}.log", cores)

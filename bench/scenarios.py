@@ -48,6 +48,8 @@ class Scenario:
     drain: float = 1.0
     instances: int = 1
     redis: bool = False
+    # Instances share a 3-master Redis Cluster (REDIS_CLUSTER_URL) instead.
+    redis_cluster: bool = False
     servers: tuple[str, ...] = ("ours", "baseline")
     # Settings of our server for this scenario (environment variables).
     env: dict[str, str] = field(default_factory=dict)
@@ -67,7 +69,8 @@ class Scenario:
         else:
             words = f"{self.rooms * self.clients_per_room:,} idle connections"
         if self.instances > 1:
-            words = f"{self.instances} instances on 1 Redis, {words}"
+            broker = "a 3-shard Redis Cluster" if self.redis_cluster else "1 Redis"
+            words = f"{self.instances} instances on {broker}, {words}"
         return words + (", batch=1" if self.batch else "")
 
     def loadgen_config(self, urls: list[str]) -> dict[str, Any]:
@@ -183,8 +186,24 @@ _STORM5000 = Scenario(
 )
 SCENARIOS += (_STORM5000, replace(_STORM5000, name="redis-storm5000", redis=True))
 
+# The same load over the same two instances, on a Redis Cluster: what the
+# cluster costs or gains against one Redis, in one run.
+SCENARIOS += tuple(
+    replace(
+        scenario,
+        name="cluster2x" + scenario.name[len("redis2x") :],
+        redis=False,
+        redis_cluster=True,
+    )
+    for scenario in SCENARIOS
+    if scenario.name.startswith("redis2x")
+)
+
 # The scenario whose baseline figures stand in for a Redis scenario's.
-BASELINE_STAND_IN = {"redis2x-rooms50x20-batched": "rooms50x20-batched"}
+BASELINE_STAND_IN = {
+    "redis2x-rooms50x20-batched": "rooms50x20-batched",
+    "cluster2x-rooms50x20-batched": "rooms50x20-batched",
+}
 
 
 def smoke(scenario: Scenario) -> Scenario:

@@ -32,7 +32,7 @@ async def test_smoke_run_measures_every_scenario(tmp_path: Path) -> None:
 
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["smoke"] is True
-    assert len(results["scenarios"]) == 10
+    assert len(results["scenarios"]) == len(SCENARIOS)
     for entry in results["scenarios"]:
         scenario = entry["scenario"]
         for server in scenario["servers"]:
