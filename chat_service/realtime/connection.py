@@ -124,24 +124,22 @@ class Connection:
         """Queue `frame` if the queue has space for it, without waiting;
         unlike `enqueue`, a full queue does not close the connection (for
         frames a client can do without, such as presence diffs)."""
-        try:
-            self._outbox_in.send_nowait(frame)
-        except (trio.WouldBlock, trio.ClosedResourceError):
-            return False
-        # Counted like every queued entry: a direct write must never overtake it.
-        self._unsent += 1
-        return True
+        return self._put(frame, close_when_full=False)
 
     def enqueue_many(self, frames: list[str]) -> bool:
         """Queue `frames` for this client without waiting, taking one place
         in its queue; as `enqueue` otherwise."""
         return self._put(frames[0] if len(frames) == 1 else tuple(frames))
 
-    def _put(self, entry: str | bytes | tuple[str, ...]) -> bool:
+    def _put(self, entry: str | bytes | tuple[str, ...], *, close_when_full: bool = True) -> bool:
+        """Queue `entry`, counted in `_unsent` (a direct write never
+        overtakes a queued entry); a full queue closes the connection as a
+        slow consumer, unless `close_when_full` is False."""
         try:
             self._outbox_in.send_nowait(entry)
         except trio.WouldBlock:
-            self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue overflowed")
+            if close_when_full:
+                self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue overflowed")
             return False
         except trio.ClosedResourceError:
             return False

@@ -45,7 +45,7 @@ elseif mode == 'before' then
       if not kept(entry) then
         return results -- older entries are older still
       end
-      if entry[2][1] == 'f' and found < count then
+      if entry[2][1] == 'f' then
         results[#results + 1] = entry[2][2]
         found = found + 1
       end
