@@ -50,7 +50,7 @@ class Scenario:
     redis: bool = False
     # Instances share a 3-master Redis Cluster (REDIS_CLUSTER_URL) instead.
     redis_cluster: bool = False
-    servers: tuple[str, ...] = ("ours", "baseline")
+    servers: tuple[str, ...] = ("ours", "baseline", "starlette")
     # Settings of our server for this scenario (environment variables).
     env: dict[str, str] = field(default_factory=dict)
 
@@ -159,7 +159,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         redis=True,
         # The baseline has no Redis fan-out: the ratio compares with its
         # single-instance run of the same load (rooms50x20-batched).
-        servers=("ours",),
+        # Starlette's two instances share the Redis through broadcaster.
+        servers=("ours", "starlette"),
         metrics=(replace(_SUSTAINED, target=0.95), _p99(1000)),
     ),
 )
@@ -194,6 +195,8 @@ SCENARIOS += tuple(
         name="cluster2x" + scenario.name[len("redis2x") :],
         redis=False,
         redis_cluster=True,
+        # broadcaster has no Redis Cluster backend.
+        servers=("ours",),
     )
     for scenario in SCENARIOS
     if scenario.name.startswith("redis2x")
