@@ -182,7 +182,11 @@ def run_scenario(
         env = {}
     with ExitStack() as stack:
         if scenario.redis:
-            url = stack.enter_context(processes.start_redis(logs / f"{tag}.redis.log", cores))
+            url = stack.enter_context(
+                processes.start_redis(
+                    logs / f"{tag}.redis.log", cores, on_server_core=scenario.redis_on_server_core
+                )
+            )
             env = env | {"REDIS_URL": url}
         if scenario.redis_cluster:
             folder = logs / f"{tag}.cluster"

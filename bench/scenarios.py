@@ -50,6 +50,8 @@ class Scenario:
     redis: bool = False
     # Instances share a 3-master Redis Cluster (REDIS_CLUSTER_URL) instead.
     redis_cluster: bool = False
+    # redis-server on the servers' core rather than the load generator's.
+    redis_on_server_core: bool = False
     servers: tuple[str, ...] = ("ours", "baseline")
     # Settings of our server for this scenario (environment variables).
     env: dict[str, str] = field(default_factory=dict)
@@ -71,6 +73,8 @@ class Scenario:
         if self.instances > 1:
             broker = "a 3-shard Redis Cluster" if self.redis_cluster else "1 Redis"
             words = f"{self.instances} instances on {broker}, {words}"
+            if self.redis_on_server_core:
+                words = f"{words}, all on one core"
         return words + (", batch=1" if self.batch else "")
 
     def loadgen_config(self, urls: list[str]) -> dict[str, Any]:
@@ -199,10 +203,28 @@ SCENARIOS += tuple(
     if scenario.name.startswith("redis2x")
 )
 
+# Issue 19's: both instances and redis-server share the server core, as
+# users run it (history, presence and metrics at their defaults).
+SCENARIOS += tuple(
+    replace(
+        _ROOMS50X20 if name == "rooms50x20" else _ROOMS50X20_BATCHED,
+        name=f"redis2x-1core-{name}",
+        instances=2,
+        redis=True,
+        redis_on_server_core=True,
+        servers=("ours",),
+        metrics=(replace(_SUSTAINED, target=0.95), _p99(250)),
+        env={"PRESENCE_EVENTS": "true"},
+    )
+    for name in ("rooms50x20", "rooms50x20-batched")
+)
+
 # The scenario whose baseline figures stand in for a Redis scenario's.
 BASELINE_STAND_IN = {
     "redis2x-rooms50x20-batched": "rooms50x20-batched",
     "cluster2x-rooms50x20-batched": "rooms50x20-batched",
+    "redis2x-1core-rooms50x20": "rooms50x20",
+    "redis2x-1core-rooms50x20-batched": "rooms50x20-batched",
 }
 
 
