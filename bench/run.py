@@ -29,7 +29,7 @@ from bench import processes, report
 from bench.processes import BENCH_DIR, Cores, Server
 from bench.profile_summary import summarize
 from bench.scenarios import BASELINE_STAND_IN, SCENARIOS, Scenario, smoke
-from tests.redis_cluster import redis_cluster
+from chat_service.devtools.redis_cluster import redis_cluster
 
 # Logged by chat_service when REDIS_URL is set on a build without Redis fan-out.
 REDIS_NOT_BUILT = "Redis fan-out is not built"
