@@ -30,7 +30,7 @@ from bench import processes, report
 from bench.processes import BENCH_DIR, Cores, Server
 from bench.profile_summary import summarize
 from bench.scenarios import BASELINE_STAND_IN, SCENARIOS, Scenario, smoke
-from tests.redis_cluster import redis_cluster
+from chat_service.devtools.redis_cluster import redis_cluster
 
 # Logged by chat_service when REDIS_URL is set on a build without Redis fan-out.
 REDIS_NOT_BUILT = "Redis fan-out is not built"
@@ -186,7 +186,11 @@ def run_scenario(
         env = {}
     with ExitStack() as stack:
         if scenario.redis:
-            url = stack.enter_context(processes.start_redis(logs / f"{tag}.redis.log", cores))
+            url = stack.enter_context(
+                processes.start_redis(
+                    logs / f"{tag}.redis.log", cores, on_server_core=scenario.redis_on_server_core
+                )
+            )
             env = env | {"REDIS_URL": url}
         if scenario.redis_cluster:
             folder = logs / f"{tag}.cluster"
