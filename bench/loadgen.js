@@ -23,6 +23,8 @@
 //   urls: base URLs such as "ws://127.0.0.1:8080/api/chat-api/ws"; client i
 //         of a room connects to urls[i % urls.length]
 //   rooms, clients_per_room, batch, in_flight, rate, warmup, duration (s),
+//   deflate (clients offer permessage-deflate, as every browser does: `ws`'s
+//   default offer, `client_max_window_bits`; else they offer nothing),
 //   drain (s: how long the rooms/rate modes keep listening after the window,
 //   so that the latencies of messages sent at its end are counted too),
 //   connect_concurrency, connect_timeout (s)
@@ -95,7 +97,7 @@ class Client {
 
   connect() {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.url, { perMessageDeflate: false });
+      const ws = new WebSocket(this.url, { perMessageDeflate: Boolean(scenario.deflate) });
       this.ws = ws;
       const timer = setTimeout(
         () => reject(new Error(`no welcome within ${scenario.connect_timeout}s: ${this.url}`)),

@@ -67,22 +67,28 @@ def _target(metric: dict[str, Any]) -> str:
     return f"{sign} {_format(metric['target'], metric['unit'])}"
 
 
+def _ratio(ours: float | None, other: float | None) -> float | None:
+    return ours / other if ours is not None and other else None
+
+
 def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per scenario metric: ours, baseline, their ratio, the target and the verdict."""
+    """One row per scenario metric: ours, the baseline, Starlette, ours' ratio
+    to each, the target and the verdict."""
     table = []
     for entry in results["scenarios"]:
         scenario = entry["scenario"]
         ours = entry["results"].get("ours", {})
         baseline = entry["results"].get("baseline", {})
+        starlette = entry["results"].get("starlette", {})
         for metric in scenario["metrics"]:
             key = metric["key"]
             ours_value = ours.get(key)
             base_value = baseline.get(key)
-            ratio = ours_value / base_value if ours_value is not None and base_value else None
+            ratio = _ratio(ours_value, base_value)
             note = ours.get("skipped") or ours.get("error") or ""
             if "stand_in" in baseline:
                 note = note or f"baseline: one instance, no Redis ({baseline['stand_in']})"
-            for who, run in (("ours", ours), ("baseline", baseline)):
+            for who, run in (("ours", ours), ("baseline", baseline), ("starlette", starlette)):
                 if run.get("loadgen_cpu", 0) > LOADGEN_SATURATED and "stand_in" not in run:
                     note += f" loadgen near saturation in {who}'s run."
                 if scenario["mode"] == "fanout" and run.get("server_cpu", 1) < SERVER_STARVED:
@@ -100,13 +106,19 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "unit": metric["unit"],
                     "ours": ours_value,
                     "baseline": base_value,
+                    "starlette": starlette.get(key),
                     "ratio": ratio,
+                    "ratio_starlette": _ratio(ours_value, starlette.get(key)),
                     "target": _target(metric),
                     "verdict": "skipped"
                     if "skipped" in ours
                     else _verdict(metric, ours_value, ratio),
-                    "server_cpu": (ours.get("server_cpu"), baseline.get("server_cpu")),
-                    "loadgen_cpu": (ours.get("loadgen_cpu"), baseline.get("loadgen_cpu")),
+                    "server_cpu": tuple(
+                        run.get("server_cpu") for run in (ours, baseline, starlette)
+                    ),
+                    "loadgen_cpu": tuple(
+                        run.get("loadgen_cpu") for run in (ours, baseline, starlette)
+                    ),
                     "note": note.strip(),
                     "baseline_stand_in": baseline.get("stand_in"),
                 }
@@ -114,8 +126,12 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return table
 
 
-def _percent_pair(pair: tuple[float | None, float | None]) -> str:
-    return " / ".join("-" if v is None else f"{v:.0%}" for v in pair)
+def _percents(values: tuple[float | None, ...]) -> str:
+    return " / ".join("-" if v is None else f"{v:.0%}" for v in values)
+
+
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -133,17 +149,19 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"Note: {results['note']}")
     lines += [
         "",
-        "| scenario | metric | ours | baseline | ours/baseline | target | | "
-        "server CPU ours / base | loadgen CPU ours / base | note |",
-        "|---|---|---:|---:|---:|---|---|---:|---:|---|",
+        "| scenario | metric | ours | baseline | Starlette | ours/baseline | ours/Starlette "
+        "| target | | server CPU ours / base / Starlette | loadgen CPU ours / base / Starlette "
+        "| note |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---|",
     ]
     for row in rows(results):
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+        unit = row["unit"]
         lines.append(
-            f"| {row['title']} | {row['metric']} | {_format(row['ours'], row['unit'])} | "
-            f"{_format(row['baseline'], row['unit'])} | {ratio} | {row['target']} | "
-            f"{row['verdict']} | {_percent_pair(row['server_cpu'])} | "
-            f"{_percent_pair(row['loadgen_cpu'])} | {row['note']} |"
+            f"| {row['title']} | {row['metric']} | {_format(row['ours'], unit)} | "
+            f"{_format(row['baseline'], unit)} | {_format(row['starlette'], unit)} | "
+            f"{_times(row['ratio'])} | {_times(row['ratio_starlette'])} | {row['target']} | "
+            f"{row['verdict']} | {_percents(row['server_cpu'])} | "
+            f"{_percents(row['loadgen_cpu'])} | {row['note']} |"
         )
     profile = results.get("profile")
     if profile:
@@ -184,7 +202,7 @@ def _profile_markdown(profile: dict[str, Any]) -> str:
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
-    """One panel per kind of figure, ours beside the baseline, targets as lines."""
+    """One panel per kind of figure, ours beside the baseline and Starlette, targets as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,19 +222,20 @@ def chart(results: dict[str, Any], path: Path) -> None:
         positions = range(len(selected))
         ours = [row["ours"] or 0 for row in selected]
         base = [row["baseline"] or 0 for row in selected]
-        width = 0.38
-        axis.bar([p - width / 2 for p in positions], ours, width, label="ours", color="#1f77b4")
-        bars = axis.bar(
-            [p + width / 2 for p in positions], base, width, label="baseline", color="#aaa"
-        )
+        star = [row["starlette"] or 0 for row in selected]
+        width = 0.27
+        axis.bar([p - width for p in positions], ours, width, label="ours", color="#1f77b4")
+        bars = axis.bar(positions, base, width, label="baseline", color="#aaa")
+        axis.bar([p + width for p in positions], star, width, label="Starlette", color="#ff7f0e")
         for bar, row in zip(bars, selected, strict=True):
             if row["baseline_stand_in"]:
                 bar.set_hatch("//")  # a stand-in: the baseline has no Redis fan-out
         for p, row in zip(positions, selected, strict=True):
-            text = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+            text = f"{_times(row['ratio_starlette'])} Starlette"
             if row["verdict"]:
                 text += f"\n{row['verdict']}"
-            axis.annotate(text, (p, max(ours[p], base[p])), ha="center", va="bottom", fontsize=8)
+            top = max(ours[p], base[p], star[p])
+            axis.annotate(text, (p, top), ha="center", va="bottom", fontsize=8)
             target = row["target"]
             if target and not target.endswith("baseline"):
                 value = float(target.split()[1].replace(",", ""))
@@ -229,7 +248,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         axis.margins(y=0.2)
         axis.legend(fontsize=8)
     figure.suptitle(
-        f"chat_service vs bare Quart-Trio baseline, {results['started']}"
+        f"chat_service vs bare Quart-Trio baseline and Starlette+uvicorn, {results['started']}"
         f"{' (smoke sizes)' if results['smoke'] else ''}; red dashes: targets"
     )
     figure.tight_layout()

@@ -41,6 +41,8 @@ class Scenario:
     clients_per_room: int
     metrics: tuple[Metric, ...]
     batch: bool = False
+    # Clients offer permessage-deflate (as browsers do), else nothing.
+    deflate: bool = False
     in_flight: int = 0
     rate: float = 0.0
     warmup: float = 3.0
@@ -50,7 +52,9 @@ class Scenario:
     redis: bool = False
     # Instances share a 3-master Redis Cluster (REDIS_CLUSTER_URL) instead.
     redis_cluster: bool = False
-    servers: tuple[str, ...] = ("ours", "baseline")
+    # redis-server on the servers' core rather than the load generator's.
+    redis_on_server_core: bool = False
+    servers: tuple[str, ...] = ("ours", "baseline", "starlette")
     # Settings of our server for this scenario (environment variables).
     env: dict[str, str] = field(default_factory=dict)
 
@@ -71,7 +75,10 @@ class Scenario:
         if self.instances > 1:
             broker = "a 3-shard Redis Cluster" if self.redis_cluster else "1 Redis"
             words = f"{self.instances} instances on {broker}, {words}"
-        return words + (", batch=1" if self.batch else "")
+            if self.redis_on_server_core:
+                words = f"{words}, all on one core"
+        words += ", batch=1" if self.batch else ""
+        return words + (", offering permessage-deflate" if self.deflate else "")
 
     def loadgen_config(self, urls: list[str]) -> dict[str, Any]:
         """The JSON scenario bench/loadgen.js reads."""
@@ -81,6 +88,7 @@ class Scenario:
             "rooms": self.rooms,
             "clients_per_room": self.clients_per_room,
             "batch": self.batch,
+            "deflate": self.deflate,
             "in_flight": self.in_flight,
             "rate": self.rate,
             "warmup": self.warmup,
@@ -132,6 +140,13 @@ _ROOMS50X20_BATCHED = replace(
     batch=True,
     metrics=(replace(_SUSTAINED, target=0.95), _p99(500)),
 )
+_IDLE5000 = Scenario(
+    "idle5000",
+    "idle",
+    rooms=1,
+    clients_per_room=5000,
+    metrics=(Metric("kib_per_connection", "KiB per connection", "KiB", "lower", target=30),),
+)
 
 SCENARIOS: tuple[Scenario, ...] = (
     _ROOM500_MAX,
@@ -145,13 +160,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     replace(_ROOM500_5MPS, name="room500-5mps-batched", batch=True),
     _ROOMS50X20,
     _ROOMS50X20_BATCHED,
-    Scenario(
-        "idle5000",
-        "idle",
-        rooms=1,
-        clients_per_room=5000,
-        metrics=(Metric("kib_per_connection", "KiB per connection", "KiB", "lower", target=30),),
-    ),
+    _IDLE5000,
+    # Browsers offer permessage-deflate; ours negotiates it only with
+    # WS_COMPRESSION (the baseline, Hypercorn's default, always does).
+    replace(_IDLE5000, name="idle5000-deflate", deflate=True, env={"WS_COMPRESSION": "true"}),
     replace(
         _ROOMS50X20_BATCHED,
         name="redis2x-rooms50x20-batched",
@@ -159,7 +171,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         redis=True,
         # The baseline has no Redis fan-out: the ratio compares with its
         # single-instance run of the same load (rooms50x20-batched).
-        servers=("ours",),
+        # Starlette's two instances share the Redis through broadcaster.
+        servers=("ours", "starlette"),
         metrics=(replace(_SUSTAINED, target=0.95), _p99(1000)),
     ),
 )
@@ -194,15 +207,36 @@ SCENARIOS += tuple(
         name="cluster2x" + scenario.name[len("redis2x") :],
         redis=False,
         redis_cluster=True,
+        # broadcaster has no Redis Cluster backend.
+        servers=("ours",),
     )
     for scenario in SCENARIOS
     if scenario.name.startswith("redis2x")
+)
+
+# Issue 19's: both instances and redis-server share the server core, as
+# users run it (history, presence and metrics at their defaults).
+SCENARIOS += tuple(
+    replace(
+        _ROOMS50X20 if name == "rooms50x20" else _ROOMS50X20_BATCHED,
+        name=f"redis2x-1core-{name}",
+        instances=2,
+        redis=True,
+        redis_on_server_core=True,
+        # Starlette: two uvicorn processes on the same Redis (broadcaster's backend).
+        servers=("ours", "starlette"),
+        metrics=(replace(_SUSTAINED, target=0.95), _p99(250)),
+        env={"PRESENCE_EVENTS": "true"},
+    )
+    for name in ("rooms50x20", "rooms50x20-batched")
 )
 
 # The scenario whose baseline figures stand in for a Redis scenario's.
 BASELINE_STAND_IN = {
     "redis2x-rooms50x20-batched": "rooms50x20-batched",
     "cluster2x-rooms50x20-batched": "rooms50x20-batched",
+    "redis2x-1core-rooms50x20": "rooms50x20",
+    "redis2x-1core-rooms50x20-batched": "rooms50x20-batched",
 }
 
 

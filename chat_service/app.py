@@ -17,7 +17,8 @@ def create_app(runtime: ChatRuntime) -> QuartTrio:
     from .api.routes import register_routes
 
     app = QuartTrio(__name__, static_folder=None)  # no /static route: the service has no files
-    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    # A request body is bounded as a WebSocket message is.
+    app.config["MAX_CONTENT_LENGTH"] = runtime.config.max_message_bytes
     register_routes(app, runtime)
     if runtime.config.forwarded_allow_ips:
         trusted = TrustedProxies(runtime.config.forwarded_allow_ips)

@@ -242,3 +242,12 @@ async def test_a_refusal_keeps_the_connection_reusable(publisher: RunningServer)
             while b'"seq"' not in answers:
                 answers += await stream.receive_some(65536)
             assert re.findall(rb"HTTP/1\.1 (\d{3})", answers) == [b"401", b"201"]
+
+
+async def test_the_body_limit_is_max_message_bytes(start_server: StartServer) -> None:
+    server = await start_server(publish_api_key=API_KEY, max_message_bytes=1000)
+    padding = "x" * 1000
+    status, _, answer = await post(server, "news", {"body": "hi", "pad": padding})
+    assert (status, answer["error"]) == (413, "too_large")
+    status, _, answer = await post(server, "news", {"body": "hi"})
+    assert status == 201, answer

@@ -145,7 +145,8 @@ PUBLISH_OPERATION: Final[dict[str, Any]] = {
             "dropped",
         ),
         "413": _refusal(
-            "The request body is over 64 KiB (refused as it arrives; the connection is closed)",
+            "The request body is over MAX_MESSAGE_BYTES (64 KiB by default; refused as it "
+            "arrives; the connection is closed)",
             "too_large",
             **{"Connection": {"required": True, "schema": {"const": "close"}}},
         ),

@@ -13,9 +13,15 @@ from typing import Any
 import pytest
 import trio
 
+from chat_service.devtools.redis_cluster import (
+    RedisClusterProcesses,
+    cluster_cli,
+    redis_cluster,
+    rooms_on_every_shard,
+)
+
 from ..conftest import StartServer
 from ..helpers import WAIT, Client, RunningServer, connect, raw_request
-from ..redis_cluster import RedisClusterProcesses, cluster_cli, redis_cluster, rooms_on_every_shard
 from ..redis_helpers import FAST_RECONNECT, wait_connected
 
 

@@ -181,7 +181,7 @@ async def _next(client: Client, kind: str) -> dict[str, Any]:
         if frame["type"] == "ping":
             await client.send({"type": "pong"})
         else:
-            assert frame["type"] in ("presence_diff", "join", "leave"), frame
+            assert frame["type"] == "presence_diff", frame
 
 
 async def _connections(port: int) -> int:

@@ -1,6 +1,7 @@
-"""A real Redis Cluster for the tests: six `redis-server --cluster-enabled`
-processes on free loopback ports (three masters, one replica each), made
-into a cluster by `redis-cli --cluster create`."""
+"""A real Redis Cluster for the tests and the bench (it needs the dev
+extras): six `redis-server --cluster-enabled` processes on free loopback
+ports (three masters, one replica each), made into a cluster by
+`redis-cli --cluster create`."""
 
 from __future__ import annotations
 
