@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import goals
 from bench.scenarios import Scenario
 
-__all__ = ["one_line", "rows", "write"]
+__all__ = ["goal_lines", "one_line", "rows", "write"]
 
 # Above this share of its core the load generator may itself have been the
 # bottleneck, and the row says so.
@@ -42,38 +43,13 @@ def one_line(scenario: Scenario, outcome: dict[str, Any]) -> str:
     return ", ".join(figures)
 
 
-def _verdict(metric: dict[str, Any], ours: float | None, ratio: float | None) -> str:
-    checks: list[bool] = []
-    if metric["target"] is not None and ours is not None:
-        if metric["better"] == "higher":
-            checks.append(ours >= metric["target"])
-        else:
-            checks.append(ours <= metric["target"])
-    if metric["target_ratio"] is not None and ratio is not None:
-        checks.append(ratio >= metric["target_ratio"])
-    if metric["target"] is None and metric["target_ratio"] is None:
-        return ""
-    if not checks:
-        return "no figure"
-    return "met" if all(checks) else "MISSED"
-
-
-def _target(metric: dict[str, Any]) -> str:
-    if metric["target_ratio"] is not None:
-        return f">= {metric['target_ratio']}x baseline"
-    if metric["target"] is None:
-        return ""
-    sign = ">=" if metric["better"] == "higher" else "<="
-    return f"{sign} {_format(metric['target'], metric['unit'])}"
-
-
 def _ratio(ours: float | None, other: float | None) -> float | None:
     return ours / other if ours is not None and other else None
 
 
 def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per scenario metric: ours, the baseline, Starlette, ours' ratio
-    to each, the target and the verdict."""
+    to each, and the issue's target for it, if a goal has one, with its verdict."""
     table = []
     for entry in results["scenarios"]:
         scenario = entry["scenario"]
@@ -88,6 +64,8 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             note = ours.get("skipped") or ours.get("error") or ""
             if "stand_in" in baseline:
                 note = note or f"baseline: one instance, no Redis ({baseline['stand_in']})"
+            check = goals.target_of(scenario["name"], key)
+            judged = goals.judge_check(check, results) if check is not None else None
             for who, run in (("ours", ours), ("baseline", baseline), ("starlette", starlette)):
                 if run.get("loadgen_cpu", 0) > LOADGEN_SATURATED and "stand_in" not in run:
                     note += f" loadgen near saturation in {who}'s run."
@@ -109,10 +87,12 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "starlette": starlette.get(key),
                     "ratio": ratio,
                     "ratio_starlette": _ratio(ours_value, starlette.get(key)),
-                    "target": _target(metric),
+                    "target": "" if check is None else check.target,
+                    # Where the bound is absolute, for the chart's line.
+                    "target_value": None if check is None or check.versus else check.bound,
                     "verdict": "skipped"
                     if "skipped" in ours
-                    else _verdict(metric, ours_value, ratio),
+                    else ("" if judged is None else judged["verdict"]),
                     "server_cpu": tuple(
                         run.get("server_cpu") for run in (ours, baseline, starlette)
                     ),
@@ -147,6 +127,17 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     if results["note"]:
         lines.append(f"Note: {results['note']}")
+    lines += [
+        "",
+        "Issue 19's goals:",
+        "",
+        "| goal | target | measured (ours) | |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {goal['goal']} | {goal['target']} | {goal['measured']} | {goal['verdict']} |"
+        for goal in goals.judge(results)
+    ]
     lines += [
         "",
         "| scenario | metric | ours | baseline | Starlette | ours/baseline | ours/Starlette "
@@ -236,10 +227,10 @@ def chart(results: dict[str, Any], path: Path) -> None:
                 text += f"\n{row['verdict']}"
             top = max(ours[p], base[p], star[p])
             axis.annotate(text, (p, top), ha="center", va="bottom", fontsize=8)
-            target = row["target"]
-            if target and not target.endswith("baseline"):
-                value = float(target.split()[1].replace(",", ""))
-                axis.hlines(value, p - 0.45, p + 0.45, colors="red", linestyles="dashed")
+            if row["target_value"] is not None:
+                axis.hlines(
+                    row["target_value"], p - 0.45, p + 0.45, colors="red", linestyles="dashed"
+                )
         if metric == "p99 latency":
             axis.set_yscale("log")
         axis.set_title(title)
@@ -254,6 +245,13 @@ def chart(results: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def goal_lines(results: dict[str, Any]) -> list[str]:
+    """Each goal in one line for the progress output: its words, figures and verdict."""
+    return [
+        f"{goal['verdict']}: {goal['goal']}: {goal['measured']}" for goal in goals.judge(results)
+    ]
 
 
 def write(results: dict[str, Any], out: Path) -> None:

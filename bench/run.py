@@ -62,11 +62,14 @@ def run_loadgen(
     cores: Cores,
     log: Path,
     profile_to: Path | None = None,
+    *,
+    ready_frame: str = "welcome",
 ) -> dict[str, Any]:
     """Drive `servers` with `scenario`; the load generator's result plus the
-    servers' CPU over the window (and their RSS, for idle connections)."""
+    servers' CPU over the window (and their RSS, for idle connections).
+    `ready_frame` tells a storm's client it is in the room."""
     urls = [server.ws_url() for server in servers]
-    config = json.dumps(scenario.loadgen_config(urls))
+    config = json.dumps(scenario.loadgen_config(urls, ready_frame))
     pids = [server.pid for server in servers]
     measured: dict[str, Any] = {}
     with log.open("wb") as stderr:
@@ -175,9 +178,13 @@ def run_scenario(
     ours with those settings too), from start to stop."""
     tag = f"{scenario.name}.{server}"
     variants = variants or {}
+    # chat_service says `subscribed` once the room is joined; the others say
+    # `welcome` once subscribed.
+    ready_frame = "welcome"
     if server in ("ours", "before") or server in variants:
         command = processes.ours_command(before if server == "before" else None)
         env = OURS_ENV | scenario.env | variants.get(server, {})
+        ready_frame = "subscribed"
     elif server == "starlette":
         command = processes.starlette_command()
         env = {}
@@ -208,7 +215,14 @@ def run_scenario(
                 "skipped": "chat_service reports that Redis fan-out is not built "
                 "(REDIS_URL set, instances serve alone): nothing to measure yet"
             }
-        return run_loadgen(scenario, servers, cores, logs / f"{tag}.loadgen.log", profile_to)
+        return run_loadgen(
+            scenario,
+            servers,
+            cores,
+            logs / f"{tag}.loadgen.log",
+            profile_to,
+            ready_frame=ready_frame,
+        )
 
 
 def machine_info(cores: Cores) -> dict[str, Any]:
@@ -294,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "smoke": args.smoke,
         "note": args.note,
         "machine": machine_info(cores),
+        "ours_env": OURS_ENV,
         "scenarios": [],
     }
     failed = False
@@ -320,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.time() - started, 1)
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     report.write(results, args.out)
+    for line in report.goal_lines(results):
+        print(f"bench: goal {line}", file=sys.stderr)
     print(f"bench: results in {args.out} ({results['seconds']} s)", file=sys.stderr)
     return 1 if failed else 0
 

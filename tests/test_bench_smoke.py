@@ -62,6 +62,10 @@ async def test_smoke_run_measures_every_scenario(tmp_path: Path) -> None:
 
     table = (tmp_path / "results.md").read_text()
     assert "| scenario | metric | ours | baseline | Starlette | ours/baseline |" in table
+    # Every goal is judged (smoke sizes meet few of them), none "not run".
+    assert "| goal | target | measured (ours) | |" in table
+    assert "not run" not in table
+    assert "bench: goal " in run.stderr.decode()
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
