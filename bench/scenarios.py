@@ -153,6 +153,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         metrics=(replace(_DELIVERIES, target=100_000), _CPU_PER_DELIVERY),
     ),
     _ROOM500_5MPS,
+    # What compression costs fan-out (clients offering it, as browsers do).
+    replace(
+        _ROOM500_MAX,
+        name="room500-max-deflate",
+        deflate=True,
+        env={"WS_COMPRESSION": "true"},
+        metrics=(_DELIVERIES, _CPU_PER_DELIVERY),
+    ),
     replace(_ROOM500_5MPS, name="room500-5mps-batched", batch=True),
     _ROOMS50X20,
     _ROOMS50X20_BATCHED,
