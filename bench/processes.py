@@ -23,6 +23,7 @@ __all__ = [
     "free_port",
     "raise_fd_limit",
     "rss_kib",
+    "starlette_command",
     "start_redis",
     "start_server",
 ]
@@ -189,14 +190,27 @@ def baseline_command() -> list[str]:
     return [sys.executable, str(BENCH_DIR / "baseline_server.py")]
 
 
+# The Starlette reference server's own virtualenv (`make bench-deps` makes it).
+STARLETTE_PYTHON = BENCH_DIR / ".venv-starlette" / "bin" / "python"
+
+
+def starlette_command() -> list[str]:
+    """How to run the Starlette + uvicorn + broadcaster reference server."""
+    if not STARLETTE_PYTHON.exists():
+        raise RuntimeError(f"{STARLETTE_PYTHON} is missing (make bench-deps makes it)")
+    return [str(STARLETTE_PYTHON), str(BENCH_DIR / "starlette_server.py")]
+
+
 @contextlib.contextmanager
-def start_redis(log: Path, cores: Cores) -> Iterator[str]:
-    """A throwaway redis-server (no persistence) on a free port; yields its URL."""
+def start_redis(log: Path, cores: Cores, *, on_server_core: bool = False) -> Iterator[str]:
+    """A throwaway redis-server (no persistence) on a free port, pinned to
+    the load generator's core (or the servers'); yields its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (make redis-server installs it)")
     port = free_port()
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     command += ["--appendonly", "no"]
-    with _listening(cores.loadgen_prefix() + command, None, port, log):
+    prefix = cores.server_prefix() if on_server_core else cores.loadgen_prefix()
+    with _listening(prefix + command, None, port, log):
         yield f"redis://127.0.0.1:{port}"
