@@ -36,17 +36,25 @@ pytest: $(STAMP) redis-server nginx chromium bench-deps
 openapi: $(STAMP)
 	$(BIN)/python -m chat_service.api.documents
 
-## bench: the benchmark, ours against the bare-stack baseline (a few minutes; see bench/README.md)
+## bench: the benchmark, ours against the bare-stack baseline and Starlette (about 15 minutes; see bench/README.md)
 bench: bench-deps redis-server
 	$(BIN)/python -m bench.run --profile
 
-# The benchmark's Python extras and its Node load generator (the smoke test needs them too).
+# The benchmark's Python extras, the Starlette reference server's own
+# virtualenv and the Node load generator (the smoke test needs them too).
 BENCH_STAMP := $(VENV)/.bench-installed
-bench-deps: $(BENCH_STAMP) bench/node_modules/.package-lock.json
+STARLETTE_VENV := bench/.venv-starlette
+STARLETTE_STAMP := $(STARLETTE_VENV)/.installed
+bench-deps: $(BENCH_STAMP) $(STARLETTE_STAMP) bench/node_modules/.package-lock.json
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
+
+$(STARLETTE_STAMP): bench/requirements-starlette.txt
+	$(PYTHON) -m venv $(STARLETTE_VENV)
+	$(STARLETTE_VENV)/bin/pip install --quiet -r bench/requirements-starlette.txt
+	touch $(STARLETTE_STAMP)
 
 bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json
 	cd bench && npm ci --no-audit --no-fund --loglevel=error
@@ -74,4 +82,4 @@ chromium:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 clean:
-	rm -rf $(VENV) *.egg-info test-artifacts
+	rm -rf $(VENV) $(STARLETTE_VENV) *.egg-info test-artifacts

@@ -18,7 +18,7 @@
 //         received by every client), "rate" (one publisher at `rate` msg/s),
 //         "rooms" (every client sends `rate` msg/s), "idle" (connect only),
 //         "storm" (every client connects at once; how long until all have
-//         their `subscribed`, how many were cut off, and the presence diffs
+//         their `ready_frame`, how many were cut off, and the presence diffs
 //         each received over the `duration` that follows)
 //   urls: base URLs such as "ws://127.0.0.1:8080/api/chat-api/ws"; client i
 //         of a room connects to urls[i % urls.length]
@@ -27,7 +27,10 @@
 //   default offer, `client_max_window_bits`; else they offer nothing),
 //   drain (s: how long the rooms/rate modes keep listening after the window,
 //   so that the latencies of messages sent at its end are counted too),
-//   connect_concurrency, connect_timeout (s)
+//   connect_concurrency, connect_timeout (s),
+//   ready_frame (storm mode: "subscribed", chat_service's answer once the
+//   room is joined, or "welcome", the first frame, for servers that
+//   subscribe before they say welcome)
 "use strict";
 
 const WebSocket = require("ws");
@@ -374,7 +377,9 @@ async function storm(clients) {
       (client) =>
         new Promise((resolve, reject) => {
           client.onSubscribed = () => resolve(performance.now());
-          client.connect().catch(reject);
+          client.connect().then(() => {
+            if (scenario.ready_frame === "welcome") resolve(performance.now());
+          }, reject);
         }),
     ),
   );

@@ -23,6 +23,7 @@ __all__ = [
     "free_port",
     "raise_fd_limit",
     "rss_kib",
+    "starlette_command",
     "start_redis",
     "start_server",
 ]
@@ -187,6 +188,17 @@ def ours_command(source_tree: Path | None = None) -> list[str]:
 def baseline_command() -> list[str]:
     """How to run the bare-stack baseline."""
     return [sys.executable, str(BENCH_DIR / "baseline_server.py")]
+
+
+# The Starlette reference server's own virtualenv (`make bench-deps` makes it).
+STARLETTE_PYTHON = BENCH_DIR / ".venv-starlette" / "bin" / "python"
+
+
+def starlette_command() -> list[str]:
+    """How to run the Starlette + uvicorn + broadcaster reference server."""
+    if not STARLETTE_PYTHON.exists():
+        raise RuntimeError(f"{STARLETTE_PYTHON} is missing (make bench-deps makes it)")
+    return [str(STARLETTE_PYTHON), str(BENCH_DIR / "starlette_server.py")]
 
 
 @contextlib.contextmanager

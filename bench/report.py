@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import goals
 from bench.scenarios import Scenario
 
-__all__ = ["one_line", "rows", "write"]
+__all__ = ["goal_lines", "one_line", "rows", "write"]
 
 # Above this share of its core the load generator may itself have been the
 # bottleneck, and the row says so.
@@ -42,47 +43,30 @@ def one_line(scenario: Scenario, outcome: dict[str, Any]) -> str:
     return ", ".join(figures)
 
 
-def _verdict(metric: dict[str, Any], ours: float | None, ratio: float | None) -> str:
-    checks: list[bool] = []
-    if metric["target"] is not None and ours is not None:
-        if metric["better"] == "higher":
-            checks.append(ours >= metric["target"])
-        else:
-            checks.append(ours <= metric["target"])
-    if metric["target_ratio"] is not None and ratio is not None:
-        checks.append(ratio >= metric["target_ratio"])
-    if metric["target"] is None and metric["target_ratio"] is None:
-        return ""
-    if not checks:
-        return "no figure"
-    return "met" if all(checks) else "MISSED"
-
-
-def _target(metric: dict[str, Any]) -> str:
-    if metric["target_ratio"] is not None:
-        return f">= {metric['target_ratio']}x baseline"
-    if metric["target"] is None:
-        return ""
-    sign = ">=" if metric["better"] == "higher" else "<="
-    return f"{sign} {_format(metric['target'], metric['unit'])}"
+def _ratio(ours: float | None, other: float | None) -> float | None:
+    return ours / other if ours is not None and other else None
 
 
 def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per scenario metric: ours, baseline, their ratio, the target and the verdict."""
+    """One row per scenario metric: ours, the baseline, Starlette, ours' ratio
+    to each, and the issue's target for it, if a goal has one, with its verdict."""
     table = []
     for entry in results["scenarios"]:
         scenario = entry["scenario"]
         ours = entry["results"].get("ours", {})
         baseline = entry["results"].get("baseline", {})
+        starlette = entry["results"].get("starlette", {})
         for metric in scenario["metrics"]:
             key = metric["key"]
             ours_value = ours.get(key)
             base_value = baseline.get(key)
-            ratio = ours_value / base_value if ours_value is not None and base_value else None
+            ratio = _ratio(ours_value, base_value)
             note = ours.get("skipped") or ours.get("error") or ""
             if "stand_in" in baseline:
                 note = note or f"baseline: one instance, no Redis ({baseline['stand_in']})"
-            for who, run in (("ours", ours), ("baseline", baseline)):
+            check = goals.target_of(scenario["name"], key)
+            judged = goals.judge_check(check, results) if check is not None else None
+            for who, run in (("ours", ours), ("baseline", baseline), ("starlette", starlette)):
                 if run.get("loadgen_cpu", 0) > LOADGEN_SATURATED and "stand_in" not in run:
                     note += f" loadgen near saturation in {who}'s run."
                 if scenario["mode"] == "fanout" and run.get("server_cpu", 1) < SERVER_STARVED:
@@ -100,13 +84,21 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "unit": metric["unit"],
                     "ours": ours_value,
                     "baseline": base_value,
+                    "starlette": starlette.get(key),
                     "ratio": ratio,
-                    "target": _target(metric),
+                    "ratio_starlette": _ratio(ours_value, starlette.get(key)),
+                    "target": "" if check is None else check.target,
+                    # Where the bound is absolute, for the chart's line.
+                    "target_value": None if check is None or check.versus else check.bound,
                     "verdict": "skipped"
                     if "skipped" in ours
-                    else _verdict(metric, ours_value, ratio),
-                    "server_cpu": (ours.get("server_cpu"), baseline.get("server_cpu")),
-                    "loadgen_cpu": (ours.get("loadgen_cpu"), baseline.get("loadgen_cpu")),
+                    else ("" if judged is None else judged["verdict"]),
+                    "server_cpu": tuple(
+                        run.get("server_cpu") for run in (ours, baseline, starlette)
+                    ),
+                    "loadgen_cpu": tuple(
+                        run.get("loadgen_cpu") for run in (ours, baseline, starlette)
+                    ),
                     "note": note.strip(),
                     "baseline_stand_in": baseline.get("stand_in"),
                 }
@@ -114,8 +106,12 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return table
 
 
-def _percent_pair(pair: tuple[float | None, float | None]) -> str:
-    return " / ".join("-" if v is None else f"{v:.0%}" for v in pair)
+def _percents(values: tuple[float | None, ...]) -> str:
+    return " / ".join("-" if v is None else f"{v:.0%}" for v in values)
+
+
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -133,17 +129,30 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"Note: {results['note']}")
     lines += [
         "",
-        "| scenario | metric | ours | baseline | ours/baseline | target | | "
-        "server CPU ours / base | loadgen CPU ours / base | note |",
-        "|---|---|---:|---:|---:|---|---|---:|---:|---|",
+        "Issue 19's goals:",
+        "",
+        "| goal | target | measured (ours) | |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {goal['goal']} | {goal['target']} | {goal['measured']} | {goal['verdict']} |"
+        for goal in goals.judge(results)
+    ]
+    lines += [
+        "",
+        "| scenario | metric | ours | baseline | Starlette | ours/baseline | ours/Starlette "
+        "| target | | server CPU ours / base / Starlette | loadgen CPU ours / base / Starlette "
+        "| note |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---|",
     ]
     for row in rows(results):
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+        unit = row["unit"]
         lines.append(
-            f"| {row['title']} | {row['metric']} | {_format(row['ours'], row['unit'])} | "
-            f"{_format(row['baseline'], row['unit'])} | {ratio} | {row['target']} | "
-            f"{row['verdict']} | {_percent_pair(row['server_cpu'])} | "
-            f"{_percent_pair(row['loadgen_cpu'])} | {row['note']} |"
+            f"| {row['title']} | {row['metric']} | {_format(row['ours'], unit)} | "
+            f"{_format(row['baseline'], unit)} | {_format(row['starlette'], unit)} | "
+            f"{_times(row['ratio'])} | {_times(row['ratio_starlette'])} | {row['target']} | "
+            f"{row['verdict']} | {_percents(row['server_cpu'])} | "
+            f"{_percents(row['loadgen_cpu'])} | {row['note']} |"
         )
     profile = results.get("profile")
     if profile:
@@ -184,7 +193,7 @@ def _profile_markdown(profile: dict[str, Any]) -> str:
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
-    """One panel per kind of figure, ours beside the baseline, targets as lines."""
+    """One panel per kind of figure, ours beside the baseline and Starlette, targets as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,23 +213,24 @@ def chart(results: dict[str, Any], path: Path) -> None:
         positions = range(len(selected))
         ours = [row["ours"] or 0 for row in selected]
         base = [row["baseline"] or 0 for row in selected]
-        width = 0.38
-        axis.bar([p - width / 2 for p in positions], ours, width, label="ours", color="#1f77b4")
-        bars = axis.bar(
-            [p + width / 2 for p in positions], base, width, label="baseline", color="#aaa"
-        )
+        star = [row["starlette"] or 0 for row in selected]
+        width = 0.27
+        axis.bar([p - width for p in positions], ours, width, label="ours", color="#1f77b4")
+        bars = axis.bar(positions, base, width, label="baseline", color="#aaa")
+        axis.bar([p + width for p in positions], star, width, label="Starlette", color="#ff7f0e")
         for bar, row in zip(bars, selected, strict=True):
             if row["baseline_stand_in"]:
                 bar.set_hatch("//")  # a stand-in: the baseline has no Redis fan-out
         for p, row in zip(positions, selected, strict=True):
-            text = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+            text = f"{_times(row['ratio_starlette'])} Starlette"
             if row["verdict"]:
                 text += f"\n{row['verdict']}"
-            axis.annotate(text, (p, max(ours[p], base[p])), ha="center", va="bottom", fontsize=8)
-            target = row["target"]
-            if target and not target.endswith("baseline"):
-                value = float(target.split()[1].replace(",", ""))
-                axis.hlines(value, p - 0.45, p + 0.45, colors="red", linestyles="dashed")
+            top = max(ours[p], base[p], star[p])
+            axis.annotate(text, (p, top), ha="center", va="bottom", fontsize=8)
+            if row["target_value"] is not None:
+                axis.hlines(
+                    row["target_value"], p - 0.45, p + 0.45, colors="red", linestyles="dashed"
+                )
         if metric == "p99 latency":
             axis.set_yscale("log")
         axis.set_title(title)
@@ -229,12 +239,19 @@ def chart(results: dict[str, Any], path: Path) -> None:
         axis.margins(y=0.2)
         axis.legend(fontsize=8)
     figure.suptitle(
-        f"chat_service vs bare Quart-Trio baseline, {results['started']}"
+        f"chat_service vs bare Quart-Trio baseline and Starlette+uvicorn, {results['started']}"
         f"{' (smoke sizes)' if results['smoke'] else ''}; red dashes: targets"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def goal_lines(results: dict[str, Any]) -> list[str]:
+    """Each goal in one line for the progress output: its words, figures and verdict."""
+    return [
+        f"{goal['verdict']}: {goal['goal']}: {goal['measured']}" for goal in goals.judge(results)
+    ]
 
 
 def write(results: dict[str, Any], out: Path) -> None:

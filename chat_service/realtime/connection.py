@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -39,6 +40,9 @@ class DirectWriter(Protocol):
 
 
 FrameHandler = Callable[["Connection", str | bytes], Awaitable[None]]
+# What the outbox holds: a frame, several frames queued as one, or the rest
+# of a frame the direct path wrote in part.
+_Entry = str | bytes | tuple[str, ...]
 
 
 class Connection:
@@ -50,6 +54,31 @@ class Connection:
     and `finish` are plain functions, so the hub, the heartbeat and the drain
     can end a connection from any task.
     """
+
+    __slots__ = (
+        "_accepting",
+        "_direct",
+        "_flush_ticker",
+        "_handled",
+        "_handling",
+        "_heartbeat_deadline",
+        "_queue",
+        "_receiving",
+        "_receiving_stopped",
+        "_regranted",
+        "_scope",
+        "_sender",
+        "_unsent",
+        "address",
+        "batch",
+        "close_reason",
+        "grant",
+        "id",
+        "queue_size",
+        "room",
+        "rooms",
+        "user_id",
+    )
 
     def __init__(
         self,
@@ -69,20 +98,24 @@ class Connection:
         self.user_id = user_id
         # What its token allows (rooms, expiry); a refresh replaces it (regrant).
         self.grant = Grant(user_id) if grant is None else grant
-        self._regranted = trio.lowlevel.ParkingLot()
         self.address = address  # the client's IP (as forwarded by a trusted proxy)
         self.queue_size = send_queue_size
         self.batch = batch
         self._flush_ticker = flush_ticker if batch else None
         self.close_reason: tuple[CloseCode, str] | None = None
         self._heartbeat_deadline = heartbeat_deadline
+        # The outbox: at most `queue_size` entries waiting for the send loop.
         # An entry is one frame, or several queued at once (a subscribe's answer
         # and replay) that take one place: a recovering client has room for
         # its replay (at most HISTORY_SIZE frames) without counting as slow;
-        # or the bytes of a frame written in part by the direct path.
-        self._outbox_in, self._outbox = trio.open_memory_channel[str | bytes | tuple[str, ...]](
-            send_queue_size
-        )
+        # or the bytes of a frame written in part by the direct path. The
+        # deque exists only while something waits in it (an empty deque is
+        # 760 bytes; most connections write directly and queue nothing).
+        self._queue: deque[_Entry] | None = None
+        # False once closed or finished: nothing more is queued.
+        self._accepting = True
+        # The send loop's task while it waits for an entry (woken by _put).
+        self._sender: trio.lowlevel.Task | None = None
         # Writes frames at once while nothing is queued (see `use_direct`);
         # entries put in the outbox and not yet sent.
         self._direct: DirectWriter | None = None
@@ -93,9 +126,11 @@ class Connection:
         self._receiving = trio.CancelScope()
         self._receiving_stopped = False
         self._handling = False
-        # Waiters of wait_frame_handled (the drain): parking costs nothing
-        # per frame while nobody waits, unlike a fresh Event per frame.
-        self._handled = trio.lowlevel.ParkingLot()
+        # Waiters of wait_frame_handled (the drain) and of wait_regranted
+        # (the expiry watch), made for the first waiter: most connections
+        # never have one.
+        self._handled: trio.lowlevel.ParkingLot | None = None
+        self._regranted: trio.lowlevel.ParkingLot | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} user={self.user_id} room={self.room}>"
@@ -131,50 +166,67 @@ class Connection:
         in its queue; as `enqueue` otherwise."""
         return self._put(frames[0] if len(frames) == 1 else tuple(frames))
 
-    def _put(self, entry: str | bytes | tuple[str, ...], *, close_when_full: bool = True) -> bool:
+    def _put(self, entry: _Entry, *, close_when_full: bool = True) -> bool:
         """Queue `entry`, counted in `_unsent` (a direct write never
         overtakes a queued entry); a full queue closes the connection as a
         slow consumer, unless `close_when_full` is False."""
-        try:
-            self._outbox_in.send_nowait(entry)
-        except trio.WouldBlock:
+        if not self._accepting:
+            return False
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        elif len(queue) >= self.queue_size:
             if close_when_full:
                 self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue overflowed")
             return False
-        except trio.ClosedResourceError:
-            return False
+        queue.append(entry)
         self._unsent += 1
+        self._wake_sender()
         return True
+
+    def _wake_sender(self) -> None:
+        if (task := self._sender) is not None:
+            self._sender = None
+            trio.lowlevel.reschedule(task)
+
+    async def _wait_for_entry(self) -> None:
+        """Wait until `_put` queues an entry, or the outbox stops accepting."""
+        self._sender = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
+
+    def _abort_wait(self, _: object) -> trio.lowlevel.Abort:
+        self._sender = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def regrant(self, grant: Grant) -> None:
         """Replace what the client's token allows (a refresh), waking
         `wait_regranted`."""
         self.grant = grant
-        self._regranted.unpark_all()
+        if self._regranted is not None:
+            self._regranted.unpark_all()
 
     async def wait_regranted(self) -> None:
         """Return once `regrant` is next called. Cancellation only stops the wait."""
+        if self._regranted is None:
+            self._regranted = trio.lowlevel.ParkingLot()
         await self._regranted.park()
 
     @property
     def queued(self) -> int:
-        """Frames waiting in the outbox to be sent."""
-        return self._outbox.statistics().current_buffer_used
+        """Entries waiting in the outbox to be sent."""
+        return 0 if self._queue is None else len(self._queue)
 
     def close(self, code: CloseCode, reason: str) -> None:
         """End this connection now, dropping what is queued; the first close
         code given is the one the client receives."""
         if self.close_reason is None:
             self.close_reason = (code, reason)
-        self._outbox_in.close()
+        self._accepting = False
         # Free the queued frames now: a send to a client that does not read
         # cannot be cancelled (Hypercorn shields it), and this connection lives
         # until that send ends.
-        while True:
-            try:
-                self._outbox.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
+        self._queue = None
+        self._wake_sender()
         self._scope.cancel()
 
     def finish(self, code: CloseCode, reason: str, *, within: float | None = None) -> None:
@@ -186,7 +238,8 @@ class Connection:
         after `within` seconds even if not all was sent."""
         if self.close_reason is None:
             self.close_reason = (code, reason)
-        self._outbox_in.close()
+        self._accepting = False
+        self._wake_sender()
         if within is not None:
             self.stop_receiving()
             self._scope.deadline = min(self._scope.deadline, trio.current_time() + within)
@@ -204,6 +257,8 @@ class Connection:
         been handled (published). Cancellation only stops the wait."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._handling:
+            if self._handled is None:
+                self._handled = trio.lowlevel.ParkingLot()
             await self._handled.park()
 
     async def serve(self, transport: Transport, on_frame: FrameHandler) -> None:
@@ -221,13 +276,25 @@ class Connection:
                 nursery.cancel_scope.cancel()
 
     async def _send_loop(self, transport: Transport) -> None:
-        async for entry in self._outbox:
+        """Send the outbox's entries in order; return once it is empty and
+        accepts no more (`finish`). Every entry sent is a checkpoint."""
+        while True:
+            if not self._queue:
+                if not self._accepting:
+                    return
+                self._queue = None  # nothing waits: free it (see __init__)
+                await self._wait_for_entry()
+                continue
+            entry = self._queue.popleft()
             try:
                 await self._send_entry(transport, entry)
             finally:
                 self._unsent -= 1
+            # Not kept while waiting for the next: an idle client's last
+            # entry (often its welcome and subscribed frames) is freed now.
+            del entry
 
-    async def _send_entry(self, transport: Transport, entry: str | bytes | tuple[str, ...]) -> None:
+    async def _send_entry(self, transport: Transport, entry: _Entry) -> None:
         if isinstance(entry, bytes):
             assert self._direct is not None
             await self._direct.send_rest(entry)
@@ -255,11 +322,9 @@ class Connection:
         """`first` and whatever else is queued now, joined into one batched
         frame; and an entry of several frames that ended the batch, if one did."""
         frames = [first]
-        while len(frames) < MAX_BATCH_FRAMES:
-            try:
-                entry = self._outbox.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
+        queue = self._queue
+        while queue and len(frames) < MAX_BATCH_FRAMES:
+            entry = queue.popleft()
             self._unsent -= 1
             assert not isinstance(entry, bytes)  # no direct writes when batched
             if isinstance(entry, tuple):
@@ -278,6 +343,7 @@ class Connection:
                     await on_frame(self, data)
                 finally:
                     self._handling = False
-                    self._handled.unpark_all()
+                    if self._handled is not None:
+                        self._handled.unpark_all()
         if self._receiving.cancelled_caught and not self._receiving_stopped:
             self.close(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
