@@ -7,13 +7,16 @@ import math
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
 from .close_codes import CloseCode
 from .flush import FlushTicker
 from .grant import Grant
+
+if TYPE_CHECKING:
+    from .rate_limit import RateLimiter
 
 __all__ = ["Connection", "DirectWriter", "Transport"]
 
@@ -74,6 +77,7 @@ class Connection:
         "close_reason",
         "grant",
         "id",
+        "limiter",
         "queue_size",
         "room",
         "rooms",
@@ -102,6 +106,8 @@ class Connection:
         self.queue_size = send_queue_size
         self.batch = batch
         self._flush_ticker = flush_ticker if batch else None
+        # Its rate limit's state, made at its first frame (`RateLimit`).
+        self.limiter: RateLimiter | None = None
         self.close_reason: tuple[CloseCode, str] | None = None
         self._heartbeat_deadline = heartbeat_deadline
         # The outbox: at most `queue_size` entries waiting for the send loop.

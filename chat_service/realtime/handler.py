@@ -54,7 +54,8 @@ _BINARY_REFUSED = error_frame(ErrorCode.BINARY_NOT_SUPPORTED, "send JSON in text
 
 
 class WebSocket(Transport, Protocol):
-    """The parts of Quart's `websocket` the handler uses."""
+    """What the handler needs of an upgrade request's WebSocket
+    (`chat_service.asgi_websocket.ASGIWebSocket`)."""
 
     async def accept(self) -> None: ...
 
@@ -122,6 +123,8 @@ class Handler:
         self._config = config
         self._metrics = metrics or Metrics()
         self._verify_token = verify_token
+        # One for every connection: a connection holds only its limiter's state.
+        self._limited_on_frame = limit_rate(self._on_frame, config, self._metrics)
 
     async def handle(
         self,
@@ -225,11 +228,8 @@ class Handler:
         expiry (a refresh can set one). With auth off nothing expires, and
         no task is spent per connection on watching it. Cancellation ends
         both."""
-        serving = partial(
-            conn.serve, websocket, limit_rate(self._on_frame, self._config, self._metrics)
-        )
         if self._verify_token is None:
-            await serving()
+            await conn.serve(websocket, self._limited_on_frame)
             return
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
@@ -240,12 +240,11 @@ class Handler:
                     leeway=self._config.auth_leeway_seconds,
                 )
             )
-            await serving()
+            await conn.serve(websocket, self._limited_on_frame)
             nursery.cancel_scope.cancel()
 
     async def _on_frame(self, conn: Connection, data: str | bytes) -> None:
         if not isinstance(data, str):
-            # Quart-Trio hands over an empty binary frame as None (`bytes or text`).
             self._metrics.frame_errors.labels(ErrorCode.BINARY_NOT_SUPPORTED.value).inc()
             conn.enqueue(_BINARY_REFUSED)
             return

@@ -21,7 +21,7 @@ from .close_codes import CloseCode
 from .connection import Connection, FrameHandler
 from .message import ErrorCode, error_frame
 
-__all__ = ["RateLimiter", "TokenBucket", "Verdict", "limit_rate"]
+__all__ = ["RateLimit", "RateLimiter", "TokenBucket", "Verdict", "limit_rate"]
 
 # Longest a client closed with 1008 gets to read what was queued for it
 # before the close (its `rate_limited` errors say why): a client that reads
@@ -33,6 +33,8 @@ _RATE_LIMITED = error_frame(ErrorCode.RATE_LIMITED, "too many frames; this one w
 
 class TokenBucket:
     """`rate` tokens per second, at most `burst` saved up; starts full."""
+
+    __slots__ = ("_burst", "_rate", "_tokens", "_updated")
 
     def __init__(self, *, rate: float, burst: int) -> None:
         self._rate = rate
@@ -68,14 +70,18 @@ class RateLimiter:
 
     A frame without a token is refused; the `strikes`-th refusal within
     `strike_window` seconds closes the client instead. Memory is bounded:
-    only the times of the last `strikes` refusals are kept.
+    only the times of the last `strikes` refusals are kept, from the first
+    refusal on (most clients are never refused).
     """
+
+    __slots__ = ("_bucket", "_refusals", "_strike_window", "_strikes")
 
     def __init__(
         self, *, per_second: float, burst: int, strikes: int, strike_window: float
     ) -> None:
         self._bucket = TokenBucket(rate=per_second, burst=burst)
-        self._refusals: deque[float] = deque(maxlen=strikes)
+        self._refusals: deque[float] | None = None
+        self._strikes = strikes
         self._strike_window = strike_window
 
     def check(self) -> Verdict:
@@ -83,42 +89,51 @@ class RateLimiter:
         if self._bucket.take():
             return Verdict.ACCEPT
         now = trio.current_time()
-        self._refusals.append(now)
-        full = len(self._refusals) == self._refusals.maxlen
-        if full and now - self._refusals[0] <= self._strike_window:
+        refusals = self._refusals
+        if refusals is None:
+            refusals = self._refusals = deque(maxlen=self._strikes)
+        refusals.append(now)
+        if len(refusals) == self._strikes and now - refusals[0] <= self._strike_window:
             return Verdict.CLOSE
         return Verdict.REFUSE
 
 
-def limit_rate(on_frame: FrameHandler, config: Config, metrics: Metrics) -> FrameHandler:
-    """`on_frame` behind a fresh `RateLimiter` (for one connection), with
-    the `RATE_LIMIT_*` settings of `config`; refusals count in `metrics`.
+class RateLimit:
+    """`on_frame` behind a `RateLimiter` per connection (`Connection.limiter`,
+    made at its first frame), with the `RATE_LIMIT_*` settings of `config`;
+    refusals count in `metrics`. One for all connections: a connection holds
+    only its limiter's state.
 
     A refused frame is answered with `error` `rate_limited` and never reaches
     `on_frame`; on the closing strike no more frames are taken and the
     connection is closed with 1008 once what was queued has been sent
-    (within POLICY_CLOSE_FLUSH_SECONDS).
-    With `RATE_LIMIT_PER_SECOND` 0 there is no limit and `on_frame` is returned as is.
-    Must be called inside trio (the bucket starts at the current time).
-    The returned handler is cancelled exactly as `on_frame` is; the checks
-    themselves never wait.
+    (within POLICY_CLOSE_FLUSH_SECONDS). Calling it is cancelled exactly as
+    `on_frame` is; the checks themselves never wait.
     """
-    if config.rate_limit_per_second == 0:
-        return on_frame
-    limiter = RateLimiter(
-        per_second=config.rate_limit_per_second,
-        burst=config.rate_limit_burst,
-        strikes=config.rate_limit_strikes,
-        strike_window=config.rate_limit_strike_window,
-    )
 
-    async def limited(conn: Connection, data: str | bytes) -> None:
+    __slots__ = ("_config", "_metrics", "_on_frame")
+
+    def __init__(self, on_frame: FrameHandler, config: Config, metrics: Metrics) -> None:
+        self._on_frame = on_frame
+        self._config = config
+        self._metrics = metrics
+
+    async def __call__(self, conn: Connection, data: str | bytes) -> None:
+        limiter = conn.limiter
+        if limiter is None:
+            config = self._config
+            limiter = conn.limiter = RateLimiter(
+                per_second=config.rate_limit_per_second,
+                burst=config.rate_limit_burst,
+                strikes=config.rate_limit_strikes,
+                strike_window=config.rate_limit_strike_window,
+            )
         verdict = limiter.check()
         if verdict is Verdict.ACCEPT:
-            await on_frame(conn, data)
+            await self._on_frame(conn, data)
         elif verdict is Verdict.REFUSE:
-            metrics.rate_limit_refusals.inc()
-            metrics.frame_errors.labels(ErrorCode.RATE_LIMITED.value).inc()
+            self._metrics.rate_limit_refusals.inc()
+            self._metrics.frame_errors.labels(ErrorCode.RATE_LIMITED.value).inc()
             conn.enqueue(_RATE_LIMITED)
         else:
             conn.finish(
@@ -127,4 +142,11 @@ def limit_rate(on_frame: FrameHandler, config: Config, metrics: Metrics) -> Fram
                 within=POLICY_CLOSE_FLUSH_SECONDS,
             )
 
-    return limited
+
+def limit_rate(on_frame: FrameHandler, config: Config, metrics: Metrics) -> FrameHandler:
+    """`on_frame` behind the `RATE_LIMIT_*` limit of `config` (a `RateLimit`),
+    for every connection it is given; with `RATE_LIMIT_PER_SECOND` 0 there
+    is no limit and `on_frame` is returned as is."""
+    if config.rate_limit_per_second == 0:
+        return on_frame
+    return RateLimit(on_frame, config, metrics)
