@@ -4,17 +4,28 @@ JSON refusals that answer a request which may not go on."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
-from quart import Response, jsonify
+from quart import Response
 
 from ..realtime.grant import FORBIDDEN_ROOM_DETAIL
 from ..realtime.message import is_valid_name
 from .auth import AuthError, Claims, TokenVerifier, bearer_token
 
-__all__ = ["NAME_RULE", "Refused", "caller_claims", "check_room", "refusal", "room_claims"]
+__all__ = [
+    "NAME_RULE",
+    "REFUSAL_CONTENT_TYPE",
+    "Refused",
+    "caller_claims",
+    "check_room",
+    "refusal",
+    "refusal_body",
+    "room_claims",
+]
 
 NAME_RULE = "1 to 64 characters of A-Z a-z 0-9 . _ -"
+REFUSAL_CONTENT_TYPE = "application/json"
 
 
 class Refused(Exception):
@@ -32,10 +43,16 @@ class Refused(Exception):
         return refusal(self.status, self.error, self.detail, **self.headers)
 
 
+def refusal_body(error: str, detail: str) -> bytes:
+    """The JSON body `{"error", "detail"}` of a refusal, as Quart's
+    `jsonify` writes it (sorted keys, compact, ASCII, a final newline)."""
+    text = json.dumps({"error": error, "detail": detail}, sort_keys=True, separators=(",", ":"))
+    return f"{text}\n".encode()
+
+
 def refusal(status: int, error: str, detail: str, **headers: str) -> Response:
     """An HTTP answer `status` with the JSON body `{"error", "detail"}` and `headers`."""
-    response = jsonify({"error": error, "detail": detail})
-    response.status_code = status
+    response = Response(refusal_body(error, detail), status, content_type=REFUSAL_CONTENT_TYPE)
     response.headers.update(headers)
     return response
 

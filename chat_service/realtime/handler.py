@@ -54,7 +54,8 @@ _BINARY_REFUSED = error_frame(ErrorCode.BINARY_NOT_SUPPORTED, "send JSON in text
 
 
 class WebSocket(Transport, Protocol):
-    """The parts of Quart's `websocket` the handler uses."""
+    """What the handler needs of an upgrade request's WebSocket
+    (`chat_service.asgi_websocket.ASGIWebSocket`)."""
 
     async def accept(self) -> None: ...
 
@@ -244,7 +245,6 @@ class Handler:
 
     async def _on_frame(self, conn: Connection, data: str | bytes) -> None:
         if not isinstance(data, str):
-            # Quart-Trio hands over an empty binary frame as None (`bytes or text`).
             self._metrics.frame_errors.labels(ErrorCode.BINARY_NOT_SUPPORTED.value).inc()
             conn.enqueue(_BINARY_REFUSED)
             return

@@ -12,16 +12,17 @@ and keeps reconnecting.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import coredis
 import trio
-from coredis.patterns.pubsub import PubSub
 from coredis.retry import NoRetryPolicy
 
 from ..metrics import Metrics
@@ -47,6 +48,7 @@ from .redis_history import (
     RoomKeys,
 )
 from .redis_presence import RedisPresence
+from .redis_wire import Command, Wire, WireSubscriber, open_wire
 
 __all__ = ["RedisBroadcaster"]
 
@@ -73,6 +75,28 @@ _FLUSH_MARK = "#"
 # Payloads of one channel published together travel as one Redis message,
 # one per line: frames are compact JSON and never hold a raw newline.
 _PAYLOAD_SEPARATOR = "\n"
+
+
+ScriptRun = tuple[list[str], list[str | int]]
+"""One run of the publish script: its KEYS and ARGV."""
+
+Publish = Callable[[str, list[ScriptRun], str | None], Awaitable[list[Any]]]
+"""`publish(sha, runs, marker)`: the script `sha` once per run and, if
+`marker` is not None, a PUBLISH of it to the control channel, sent together;
+returns each run's reply. Raises what REDIS_DOWN counts."""
+
+
+class Subscriber(Protocol):
+    """A session's subscribed connection."""
+
+    async def subscribe(self, *channels: str) -> None:
+        """Subscribe; returns once Redis confirmed (`receive` must be running)."""
+
+    async def unsubscribe(self, *channels: str) -> None:
+        """Unsubscribe; returns once Redis confirmed (`receive` must be running)."""
+
+    async def receive(self) -> list[tuple[str, str]]:
+        """The next (channel, payload) messages, in order (maybe none)."""
 
 
 def _wrap(frame: str, skip: str | None) -> str:
@@ -326,14 +350,18 @@ class RedisBroadcaster(Broadcaster):
                 await client.script_load(READ_SCRIPT),
             )
             try:
-                async with self._open_pubsub(client) as pubsub:
+                async with (
+                    self._open_publisher(client) as publish,
+                    self._open_pubsub(client) as pubsub,
+                    trio.open_nursery() as nursery,
+                ):
+                    # Reads the subscriptions' confirmations too.
+                    nursery.start_soon(self._receive, pubsub)
                     rooms = set(self._rooms)
                     await pubsub.subscribe(self.control_channel, *map(self._channel, rooms))
                     self._connect(rooms)
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._publish_batches, client)
-                        nursery.start_soon(self._follow_rooms, pubsub)
-                        await self._receive(pubsub)
+                    nursery.start_soon(self._publish_batches, publish)
+                    nursery.start_soon(self._follow_rooms, pubsub)
             except* anyio.ClosedResourceError:
                 # Cancelled together with its connection, coredis' (6.9) PubSub
                 # cleanup writes UNSUBSCRIBE to the already closed connection.
@@ -360,13 +388,29 @@ class RedisBroadcaster(Broadcaster):
             stream_timeout=REDIS_TIMEOUT,
         )
 
-    def _open_pubsub(self, client: Any) -> Any:
-        """The session's subscriber (an async context manager)."""
-        return client.pubsub(
-            ignore_subscribe_messages=True,
-            retry_policy=NoRetryPolicy(),
-            subscription_timeout=REDIS_TIMEOUT,
-        )
+    @contextlib.asynccontextmanager
+    async def _open_publisher(self, client: RedisClient) -> AsyncIterator[Publish]:
+        """The session's publisher: a connection of its own (see redis_wire)."""
+        async with self._open_wire() as wire:
+
+            async def publish(sha: str, runs: list[ScriptRun], marker: str | None) -> list[Any]:
+                commands: list[Command] = [
+                    ["EVALSHA", sha, len(keys), *keys, *args] for keys, args in runs
+                ]
+                if marker is not None:
+                    commands.append(["PUBLISH", self.control_channel, marker])
+                return (await wire.execute(commands))[: len(runs)]
+
+            yield publish
+
+    @contextlib.asynccontextmanager
+    async def _open_pubsub(self, client: RedisClient) -> AsyncIterator[Subscriber]:
+        """The session's subscriber: a connection of its own (see redis_wire)."""
+        async with self._open_wire() as wire:
+            yield WireSubscriber(wire, REDIS_TIMEOUT)
+
+    def _open_wire(self) -> contextlib.AbstractAsyncContextManager[Wire]:
+        return open_wire(self._url, client_name=self.client_name, answer_within=REDIS_TIMEOUT)
 
     def _connect(self, subscribed: set[str]) -> None:
         self._connected = True
@@ -409,7 +453,7 @@ class RedisBroadcaster(Broadcaster):
     def _channel(self, room: str) -> str:
         return RoomKeys.of(self._prefix, room).channel
 
-    async def _publish_batches(self, client: RedisClient) -> None:
+    async def _publish_batches(self, publish: Publish) -> None:
         """Send everything queued as one pipelined batch, again and again:
         one publish script run per room, its payloads in the order they
         were queued (one PUBLISH, one Redis message per room per batch
@@ -422,7 +466,7 @@ class RedisBroadcaster(Broadcaster):
             self._metrics.publish_batch_size.observe(len(batch))
             sent = trio.current_time()
             try:
-                await self._publish_batch(client, batch)
+                await self._publish_batch(publish, batch)
             except BaseException:
                 # Sent or not, nobody can tell: never published twice.
                 for queued in batch:
@@ -432,7 +476,7 @@ class RedisBroadcaster(Broadcaster):
                 raise
             self._metrics.publish_seconds.observe(trio.current_time() - sent)
 
-    async def _publish_batch(self, client: RedisClient, batch: deque[_Queued]) -> None:
+    async def _publish_batch(self, publish: Publish, batch: deque[_Queued]) -> None:
         by_room: dict[str, list[_Queued]] = {}
         markers: list[str] = []
         for queued in batch:
@@ -442,24 +486,21 @@ class RedisBroadcaster(Broadcaster):
                 by_room.setdefault(queued.room, []).append(queued)
         assert self._session is not None
         sha = self._session.publish_sha
-        runs = []
-        async with client.pipeline(transaction=False) as pipe:
-            for room, entries in by_room.items():
-                keys = RoomKeys.of(self._prefix, room)
-                args: list[str | int] = [
-                    *self.history.state_args(),
-                    self._history_size,
-                    self._history_ttl,
-                ]
-                for queued in entries:
-                    is_chat = queued.outcome is not None
-                    args += ["c" if is_chat else "e", queued.payload, queued.dedupe_key]
-                keys_used = [*keys.state, keys.channel, keys.replid]
-                runs.append((entries, pipe.evalsha(sha, keys_used, args)))
-            if markers:
-                pipe.publish(self.control_channel, _PAYLOAD_SEPARATOR.join(markers))
-        for entries, run in runs:
-            reply = await run
+        runs: list[ScriptRun] = []
+        for room, entries in by_room.items():
+            keys = RoomKeys.of(self._prefix, room)
+            args: list[str | int] = [
+                *self.history.state_args(),
+                self._history_size,
+                self._history_ttl,
+            ]
+            for queued in entries:
+                is_chat = queued.outcome is not None
+                args += ["c" if is_chat else "e", queued.payload, queued.dedupe_key]
+            runs.append(([*keys.state, keys.channel, keys.replid], args))
+        marker = _PAYLOAD_SEPARATOR.join(markers) if markers else None
+        replies = await publish(sha, runs, marker)
+        for entries, reply in zip(by_room.values(), replies, strict=True):
             assert isinstance(reply, list | tuple)
             results = reply[1:]
             chats = (queued for queued in entries if queued.outcome is not None)
@@ -473,7 +514,7 @@ class RedisBroadcaster(Broadcaster):
                     original = str(result)
                     queued.outcome.resolve(Published(frame_seq(original), original, True))
 
-    async def _follow_rooms(self, pubsub: PubSub[Any]) -> None:
+    async def _follow_rooms(self, pubsub: Subscriber) -> None:
         """Subscribe and unsubscribe on Redis as rooms gain their first local
         member or lose their last, in batches."""
         while True:
@@ -494,9 +535,8 @@ class RedisBroadcaster(Broadcaster):
                     if (subscribed := self._rooms.get(room)) is not None:
                         subscribed.set()
 
-    async def _receive(self, pubsub: PubSub[Any]) -> None:
+    async def _receive(self, pubsub: Subscriber) -> None:
         """Dispatch every message of the subscribed channels, in order."""
         while True:
-            message = await pubsub.get_message()
-            if message is not None and message["type"] == "message":
-                self._dispatch(str(message["channel"]), str(message["data"]))
+            for channel, payload in await pubsub.receive():
+                self._dispatch(channel, payload)

@@ -10,7 +10,9 @@ one pipeline per batch, which coredis splits into one pipeline per shard.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +23,14 @@ from coredis.pool import ClusterConnectionPool
 from coredis.retry import NoRetryPolicy
 
 from ..config import cluster_seeds
-from .redis_broadcaster import REDIS_TIMEOUT, RedisBroadcaster, _Queued
+from .redis_broadcaster import (
+    REDIS_TIMEOUT,
+    Publish,
+    RedisBroadcaster,
+    ScriptRun,
+    Subscriber,
+    _Queued,
+)
 from .redis_history import RedisClient, publish_script
 
 __all__ = ["RedisClusterBroadcaster"]
@@ -62,12 +71,29 @@ class RedisClusterBroadcaster(RedisBroadcaster):
             connection_pool=pool, decode_responses=True, retry_policy=NoRetryPolicy()
         )
 
-    def _open_pubsub(self, client: Any) -> Any:
-        return client.sharded_pubsub(
+    @contextlib.asynccontextmanager
+    async def _open_publisher(self, client: RedisClient) -> AsyncIterator[Publish]:
+        """Batches as coredis pipelines: it sends each shard its runs."""
+
+        async def publish(sha: str, runs: list[ScriptRun], marker: str | None) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                replies = [pipe.evalsha(sha, keys, args) for keys, args in runs]
+                if marker is not None:
+                    pipe.publish(self.control_channel, marker)
+            return [await reply for reply in replies]
+
+        await trio.lowlevel.checkpoint()
+        yield publish
+
+    @contextlib.asynccontextmanager
+    async def _open_pubsub(self, client: Any) -> AsyncIterator[Subscriber]:
+        """coredis' sharded pub/sub: SSUBSCRIBE on each room's shard."""
+        async with client.sharded_pubsub(
             ignore_subscribe_messages=True,
             retry_policy=NoRetryPolicy(),
             subscription_timeout=REDIS_TIMEOUT,
-        )
+        ) as pubsub:
+            yield _ShardedSubscriber(pubsub)
 
     async def flush(self) -> None:
         """See `Broadcaster.flush`. Shards do not order their messages with
@@ -87,3 +113,22 @@ class RedisClusterBroadcaster(RedisBroadcaster):
         finally:
             for token in tokens.values():
                 self._flush_waiters.pop(token, None)
+
+
+class _ShardedSubscriber:
+    """coredis' sharded pub/sub as a `Subscriber`."""
+
+    def __init__(self, pubsub: Any) -> None:
+        self._pubsub = pubsub
+
+    async def subscribe(self, *channels: str) -> None:
+        await self._pubsub.subscribe(*channels)
+
+    async def unsubscribe(self, *channels: str) -> None:
+        await self._pubsub.unsubscribe(*channels)
+
+    async def receive(self) -> list[tuple[str, str]]:
+        message = await self._pubsub.get_message()
+        if message is None or message["type"] != "message":
+            return []
+        return [(str(message["channel"]), str(message["data"]))]
