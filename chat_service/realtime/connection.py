@@ -142,9 +142,10 @@ class Connection:
         return f"<Connection {self.id} user={self.user_id} room={self.room}>"
 
     def use_direct(self, writer: DirectWriter) -> None:
-        """Write frames with `writer` at once, from the task that enqueues
-        them, while nothing is queued or being sent (not for batched clients,
-        whose frames wait to be joined)."""
+        """Write frames with `writer`: at once, from the task that enqueues
+        them, while nothing is queued or being sent; and from the send loop.
+        Not for batched clients: their frames wait to be joined, and a
+        batch written at once leaves no time for the next one to fill."""
         if not self.batch:
             self._direct = writer
 
@@ -283,7 +284,7 @@ class Connection:
 
     async def _send_loop(self, transport: Transport) -> None:
         """Send the outbox's entries in order; return once it is empty and
-        accepts no more (`finish`). Every entry sent is a checkpoint."""
+        accepts no more (`finish`)."""
         while True:
             if not self._queue:
                 if not self._accepting:
@@ -312,7 +313,7 @@ class Connection:
             if several is not None:
                 await self._send_several(transport, several)
         else:
-            await transport.send(entry)
+            await self._write(transport, entry)
         if self._flush_ticker is not None and self.queued:
             # Busy: let the room's inbound traffic catch up, then flush with
             # every other busy connection at the next tick.
@@ -322,7 +323,23 @@ class Connection:
         """Frames queued as one entry: one WebSocket message each, or batched."""
         step = MAX_BATCH_FRAMES if self.batch else 1
         for start in range(0, len(frames), step):
-            await transport.send("\n".join(frames[start : start + step]))
+            await self._write(transport, "\n".join(frames[start : start + step]))
+
+    async def _write(self, transport: Transport, text: str) -> None:
+        """Send one WebSocket message: written at once by the direct path if
+        it can (no trip through the server's send path), else by `transport`.
+        A checkpoint only if cancelled when written at once (the outbox is
+        bounded, and waiting for the next entry is one)."""
+        direct = self._direct
+        if direct is not None:
+            rest = direct.try_send(text)
+            if rest is not None:
+                if rest:
+                    await direct.send_rest(rest)
+                else:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                return
+        await transport.send(text)
 
     def _coalesce(self, first: str) -> tuple[str, tuple[str, ...] | None]:
         """`first` and whatever else is queued now, joined into one batched
