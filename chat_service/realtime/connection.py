@@ -156,22 +156,46 @@ class Connection:
         Returns False if it was not queued: the connection is closing, or
         its queue is full, in which case it is closed as a slow consumer.
         """
-        if self._direct is not None and not self._unsent and self.close_reason is None:
-            rest = self._direct.try_send(frame)
-            if rest is not None:
-                return not rest or self._put(rest)
-        return self._put(frame)
+        rest = self._write_now(frame)
+        if rest is None:
+            return self._put(frame)
+        return not rest or self._put(rest)
 
     def offer(self, frame: str) -> bool:
-        """Queue `frame` if the queue has space for it, without waiting;
-        unlike `enqueue`, a full queue does not close the connection (for
-        frames a client can do without, such as presence diffs)."""
-        return self._put(frame, close_when_full=False)
+        """Queue `frame` (or write it now) if the queue has space for it,
+        without waiting; unlike `enqueue`, a full queue does not close the
+        connection (for frames a client can do without, such as presence
+        diffs)."""
+        rest = self._write_now(frame)
+        if rest is None:
+            return self._put(frame, close_when_full=False)
+        # A frame written in part must be finished; the queue is empty.
+        return not rest or self._put(rest)
 
     def enqueue_many(self, frames: list[str]) -> bool:
         """Queue `frames` for this client without waiting, taking one place
-        in its queue; as `enqueue` otherwise."""
+        in its queue (those not written now, see `use_direct`); as `enqueue`
+        otherwise."""
+        for start, frame in enumerate(frames):
+            rest = self._write_now(frame)
+            if rest is None:
+                return self._put_frames(frames[start:])
+            if rest:
+                return self._put(rest) and self._put_frames(frames[start + 1 :])
+        return True
+
+    def _put_frames(self, frames: list[str]) -> bool:
+        if not frames:
+            return True
         return self._put(frames[0] if len(frames) == 1 else tuple(frames))
+
+    def _write_now(self, frame: str) -> bytes | None:
+        """Write `frame` at once, if the direct path can and nothing is
+        queued or being sent: None if nothing was written, else the bytes
+        the kernel did not take (b"" if it took all), to be sent next."""
+        if self._direct is None or self._unsent or self.close_reason is not None:
+            return None
+        return self._direct.try_send(frame)
 
     def _put(self, entry: _Entry, *, close_when_full: bool = True) -> bool:
         """Queue `entry`, counted in `_unsent` (a direct write never
