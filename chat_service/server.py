@@ -28,8 +28,11 @@ log = logging.getLogger(__name__)
 # send a few KiB, and a bounded head caps what a slow client makes us hold.
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
 # Pending connections the kernel queues for us: after another instance shuts
-# down, its clients reconnect in one burst, and the default 100 drops some.
-LISTEN_BACKLOG = 1024
+# down, its clients reconnect in one burst. A full queue drops the SYN or the
+# handshake's last ACK, and the client waits for its retries (1 s, 3 s, 7 s):
+# 1024 overflowed with 5,000 clients at once. Linux caps it at somaxconn
+# (4096 by default since 5.4).
+LISTEN_BACKLOG = 4096
 GOING_AWAY_REASON = "server shutting down: reconnect"
 
 
