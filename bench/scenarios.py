@@ -141,6 +141,8 @@ _IDLE5000 = Scenario(
 SCENARIOS: tuple[Scenario, ...] = (
     _ROOM500_MAX,
     _batched(_ROOM500_MAX),
+    # What compression costs fan-out (clients offering it, as browsers do).
+    replace(_ROOM500_MAX, name="room500-max-deflate", deflate=True, env={"WS_COMPRESSION": "true"}),
     _ROOM500_50MPS,
     _batched(_ROOM500_50MPS),
     _ROOMS50X20,

@@ -333,8 +333,9 @@ class Config:
     # HTTP connection): long enough for a slow mobile link, short enough that
     # silent sockets cannot pile up.
     handshake_timeout: float = _env("HANDSHAKE_TIMEOUT", _positive_float, 10.0)
-    # permessage-deflate per client defeats encoding a frame once per room
-    # and costs memory per connection: off unless asked for (protocol v2).
+    # permessage-deflate (without context takeover: no memory per idle
+    # connection, a room's frame compressed once); off unless asked for
+    # (protocol v2): frames cost CPU to compress, and clients to inflate.
     ws_compression: bool = _env("WS_COMPRESSION", _boolean, False)
     # Seconds the kernel lets sent data go unacknowledged, or a peer's window
     # stay closed, before it resets the connection (0: its default, minutes

@@ -9,6 +9,11 @@ can instead be written with one non-blocking `write` from the task that
 fans it out; only a frame the kernel does not take whole falls back to an
 awaited write. The stream offers this to the app as the ASGI scope
 extension `DIRECT_SEND` once the WebSocket is accepted.
+
+A frame is encoded once for every connection it goes to: server frames are
+not masked, and permessage-deflate is negotiated without context takeover
+(`ws_deflate`), so a compressed frame too is the same bytes for every
+connection with the same window.
 """
 
 from __future__ import annotations
@@ -19,49 +24,68 @@ from typing import TYPE_CHECKING
 
 import trio
 from wsproto.connection import ConnectionState
-from wsproto.events import TextMessage
+
+from .ws_deflate import deflate_message
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from wsproto.connection import Connection as WSConnection
 
-__all__ = ["DIRECT_SEND", "DirectSend", "text_frame"]
+__all__ = ["DIRECT_SEND", "DirectSend", "deflated_text_frame", "text_frame"]
 
 # The ASGI scope extension (scope["extensions"]) under which an accepted
 # WebSocket's `DirectSend` is found.
 DIRECT_SEND = "chat.direct_send"
 
 _FIN_TEXT = 0x81
-# The last frame encoded: a message fanned out to a room is the same string
-# object for every member, and an uncompressed server frame is the same
-# bytes for every one of them (server frames are not masked).
+_RSV1 = 0x40  # permessage-deflate: the message is compressed (RFC 7692 6)
+# The last frames encoded: a message fanned out to a room is the same string
+# object for every member.
 _last_text: str | None = None
 _last_frame = b""
+_last_deflated: tuple[str | None, int] = (None, 0)
+_last_deflated_frame = b""
 
 
 def text_frame(text: str) -> bytes:
     """The unmasked, uncompressed, final WebSocket text frame of `text` (RFC 6455 5.2)."""
     global _last_text, _last_frame
-    if text is _last_text:
-        return _last_frame
-    payload = text.encode()
+    if text is not _last_text:
+        _last_text, _last_frame = text, _frame(_FIN_TEXT, text.encode())
+    return _last_frame
+
+
+def deflated_text_frame(text: str, window_bits: int) -> bytes:
+    """The unmasked, final WebSocket text frame of `text`, compressed as one
+    permessage-deflate message without context takeover (`deflate_message`)."""
+    global _last_deflated, _last_deflated_frame
+    last_text, last_bits = _last_deflated
+    if text is not last_text or window_bits != last_bits:
+        payload = deflate_message(text.encode(), window_bits)
+        _last_deflated = (text, window_bits)
+        _last_deflated_frame = _frame(_FIN_TEXT | _RSV1, payload)
+    return _last_deflated_frame
+
+
+def _frame(first_byte: int, payload: bytes) -> bytes:
     size = len(payload)
     if size < 126:
-        header = bytes((_FIN_TEXT, size))
+        header = bytes((first_byte, size))
     elif size < 1 << 16:
-        header = struct.pack("!BBH", _FIN_TEXT, 126, size)
+        header = struct.pack("!BBH", first_byte, 126, size)
     else:
-        header = struct.pack("!BBQ", _FIN_TEXT, 127, size)
-    frame = header + payload
-    _last_text, _last_frame = text, frame
-    return frame
+        header = struct.pack("!BBQ", first_byte, 127, size)
+    return header + payload
 
 
 class DirectSend:
     """Writes text frames of one accepted WebSocket without waiting.
 
-    `plain`: no extension was negotiated (the frame bytes are the same as
-    for any other such connection); else each frame goes through the
-    connection's wsproto state (permessage-deflate's compressor).
+    `encode` makes the frame of a text: `text_frame`, or with
+    permessage-deflate `deflated_text_frame` at the connection's window.
+    Neither keeps any state of the connection's, so a frame not written
+    has changed nothing.
     """
 
     def __init__(
@@ -70,12 +94,12 @@ class DirectSend:
         send_lock: trio.Lock,
         stream: trio.SocketStream,
         *,
-        plain: bool,
+        encode: Callable[[str], bytes],
     ) -> None:
         self._connection = connection
         self._send_lock = send_lock
         self._stream = stream
-        self._plain = plain
+        self._encode = encode
 
     def try_send(self, text: str) -> bytes | None:
         """Write the frame of `text` now if nothing else is being written.
@@ -90,13 +114,11 @@ class DirectSend:
         fd = self._stream.socket.fileno()
         if fd < 0:
             return None
-        data = text_frame(text) if self._plain else self._connection.send(TextMessage(text))
+        data = self._encode(text)
         try:
             written = os.write(fd, data)
         except OSError:
-            # The kernel would block, or the socket broke: nothing was written;
-            # a compressed frame, though, has advanced the compressor.
-            return None if self._plain else data
+            return None  # the kernel would block, or the socket broke: nothing was written
         return data[written:]
 
     async def send_rest(self, data: bytes) -> None:

@@ -28,6 +28,7 @@ pyproject pins the Hypercorn version the tests cover.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -50,11 +51,12 @@ from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import FrameTooLargeError, WSStream
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.typing import ASGISendEvent, WebsocketAcceptEvent
+from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState as WSState
 from wsproto.events import CloseConnection, Message, Ping
 from wsproto.frame_protocol import CloseReason
 
-from .direct_send import DIRECT_SEND, DirectSend
+from .direct_send import DIRECT_SEND, DirectSend, deflated_text_frame, text_frame
 from .failures import leaf_exceptions, summarize
 from .logs import fields
 from .ws_deflate import INFLATE_LIMIT, BoundedDeflate
@@ -234,12 +236,10 @@ class ChatWSStream(WSStream):
         finally:
             INFLATE_LIMIT.reset(limit)
         server = _CURRENT_SERVER.get()  # the app's task runs in its connection's context
-        if server is not None and isinstance(server.stream, trio.SocketStream):
+        encode = _frame_encoder(self.connection)
+        if server is not None and isinstance(server.stream, trio.SocketStream) and encode:
             self.scope["extensions"][DIRECT_SEND] = DirectSend(
-                self.connection,
-                server.send_lock,
-                server.stream,
-                plain=self.handshake.extensions is None,  # nothing negotiated
+                self.connection, server.send_lock, server.stream, encode=encode
             )
 
     async def app_send(self, message: ASGISendEvent | None) -> None:
@@ -279,6 +279,17 @@ class ChatWSStream(WSStream):
                 elif self.connection.state is WSState.OPEN:  # a frame failed to parse
                     await self._send_wsproto_event(CloseConnection(event.code, event.reason))
                 await self.send(StreamClosed(stream_id=self.stream_id))
+
+
+def _frame_encoder(connection: WSConnection) -> Callable[[str], bytes] | None:
+    """How `DirectSend` encodes a text frame for `connection`'s negotiated
+    extensions: plain, or deflated at the window of our `BoundedDeflate`."""
+    extensions = connection._proto.extensions  # the negotiated ones (wsproto internals)
+    if not extensions:
+        return text_frame
+    if len(extensions) == 1 and isinstance(deflate := extensions[0], BoundedDeflate):
+        return functools.partial(deflated_text_frame, window_bits=deflate.server_max_window_bits)
+    return None
 
 
 def _install() -> None:

@@ -1,5 +1,12 @@
-"""permessage-deflate (RFC 7692) as this service offers it: small windows,
-a small compressor, and an inflate that stops at the message size limit.
+"""permessage-deflate (RFC 7692) as this service offers it: no context
+takeover either way, small windows, a small compressor, and an inflate that
+stops at the message size limit.
+
+With no context takeover (the server may ask for both directions, RFC 7692
+7.1.1), no zlib state lives between messages: an idle connection costs what
+a plain one costs, and a message compresses to the same bytes for every
+connection with the same window (`deflate_message`), so a room's message is
+compressed once, not once per member.
 
 wsproto's extension inflates a frame in one call, whatever it grows to: a
 60 KB frame of zeros becomes 60 MB before any size check. `BoundedDeflate`
@@ -16,7 +23,7 @@ from contextvars import ContextVar
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
-__all__ = ["INFLATE_LIMIT", "BoundedDeflate"]
+__all__ = ["INFLATE_LIMIT", "BoundedDeflate", "deflate_message"]
 
 # The window of our compressor, and of the client's where it lets us choose
 # (it offers `client_max_window_bits`): 1 KiB of history still finds the
@@ -32,16 +39,51 @@ _LARGEST_WINDOW_BITS = 15
 # without arguments).
 INFLATE_LIMIT: ContextVar[int] = ContextVar("INFLATE_LIMIT")
 
+# The payloads compressed last, by window, up to this many bytes of them: a
+# room's message reaches many connections through Hypercorn's path too,
+# interleaved with other messages.
+_RECENT_BYTES = 256 * 1024
+_recent: dict[tuple[int, bytes], bytes] = {}
+_recent_bytes = 0
+
+
+def deflate_message(payload: bytes, window_bits: int) -> bytes:
+    """`payload` compressed as one whole permessage-deflate message with a
+    fresh compressor of `window_bits` (no context takeover), its trailing
+    0x00 0x00 0xff 0xff removed (RFC 7692 7.2.1)."""
+    global _recent_bytes
+    key = (window_bits, payload)
+    compressed = _recent.get(key)
+    if compressed is not None:
+        return compressed
+    compressor = zlib.compressobj(
+        zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -window_bits, memLevel=MEM_LEVEL
+    )
+    compressed = (compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    _recent[key] = compressed
+    _recent_bytes += len(payload) + len(compressed)
+    while _recent_bytes > _RECENT_BYTES:  # a payload larger than all of it goes too
+        oldest = next(iter(_recent))
+        _recent_bytes -= len(oldest[1]) + len(_recent.pop(oldest))
+    return compressed
+
 
 class BoundedDeflate(PerMessageDeflate):
-    """permessage-deflate with small windows and a bounded inflate.
+    """permessage-deflate without context takeover, with small windows and
+    a bounded inflate.
 
     Created by Hypercorn's handshake with no arguments; the inflate bound
-    is `INFLATE_LIMIT` at that moment.
+    is `INFLATE_LIMIT` at that moment. Its decompressor exists only while a
+    compressed message is being received; it keeps no compressor.
     """
 
     def __init__(self) -> None:
-        super().__init__(client_max_window_bits=WINDOW_BITS, server_max_window_bits=WINDOW_BITS)
+        super().__init__(
+            client_no_context_takeover=True,
+            client_max_window_bits=WINDOW_BITS,
+            server_no_context_takeover=True,
+            server_max_window_bits=WINDOW_BITS,
+        )
         self._limit = INFLATE_LIMIT.get()
         self._inflated = 0
 
@@ -94,7 +136,11 @@ class BoundedDeflate(PerMessageDeflate):
         data: bytes,
         fin: bool,
     ) -> tuple[RsvBits, bytes]:
-        """Compress as the base class does, with a compressor of MEM_LEVEL."""
+        """Compress a whole message with `deflate_message`; a fragmented one
+        as the base class does, with a compressor of MEM_LEVEL."""
+        if fin and opcode in (Opcode.TEXT, Opcode.BINARY):
+            payload = deflate_message(bytes(data), self.server_max_window_bits)
+            return RsvBits(True, rsv.rsv2, rsv.rsv3), payload
         if self._compressor is None and opcode in (Opcode.TEXT, Opcode.BINARY):
             self._compressor = zlib.compressobj(
                 zlib.Z_DEFAULT_COMPRESSION,

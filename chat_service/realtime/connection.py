@@ -142,9 +142,10 @@ class Connection:
         return f"<Connection {self.id} user={self.user_id} room={self.room}>"
 
     def use_direct(self, writer: DirectWriter) -> None:
-        """Write frames with `writer` at once, from the task that enqueues
-        them, while nothing is queued or being sent (not for batched clients,
-        whose frames wait to be joined)."""
+        """Write frames with `writer`: at once, from the task that enqueues
+        them, while nothing is queued or being sent; and from the send loop.
+        Not for batched clients: their frames wait to be joined, and a
+        batch written at once leaves no time for the next one to fill."""
         if not self.batch:
             self._direct = writer
 
@@ -155,22 +156,46 @@ class Connection:
         Returns False if it was not queued: the connection is closing, or
         its queue is full, in which case it is closed as a slow consumer.
         """
-        if self._direct is not None and not self._unsent and self.close_reason is None:
-            rest = self._direct.try_send(frame)
-            if rest is not None:
-                return not rest or self._put(rest)
-        return self._put(frame)
+        rest = self._write_now(frame)
+        if rest is None:
+            return self._put(frame)
+        return not rest or self._put(rest)
 
     def offer(self, frame: str) -> bool:
-        """Queue `frame` if the queue has space for it, without waiting;
-        unlike `enqueue`, a full queue does not close the connection (for
-        frames a client can do without, such as presence diffs)."""
-        return self._put(frame, close_when_full=False)
+        """Queue `frame` (or write it now) if the queue has space for it,
+        without waiting; unlike `enqueue`, a full queue does not close the
+        connection (for frames a client can do without, such as presence
+        diffs)."""
+        rest = self._write_now(frame)
+        if rest is None:
+            return self._put(frame, close_when_full=False)
+        # A frame written in part must be finished; the queue is empty.
+        return not rest or self._put(rest)
 
     def enqueue_many(self, frames: list[str]) -> bool:
         """Queue `frames` for this client without waiting, taking one place
-        in its queue; as `enqueue` otherwise."""
+        in its queue (those not written now, see `use_direct`); as `enqueue`
+        otherwise."""
+        for start, frame in enumerate(frames):
+            rest = self._write_now(frame)
+            if rest is None:
+                return self._put_frames(frames[start:])
+            if rest:
+                return self._put(rest) and self._put_frames(frames[start + 1 :])
+        return True
+
+    def _put_frames(self, frames: list[str]) -> bool:
+        if not frames:
+            return True
         return self._put(frames[0] if len(frames) == 1 else tuple(frames))
+
+    def _write_now(self, frame: str) -> bytes | None:
+        """Write `frame` at once, if the direct path can and nothing is
+        queued or being sent: None if nothing was written, else the bytes
+        the kernel did not take (b"" if it took all), to be sent next."""
+        if self._direct is None or self._unsent or self.close_reason is not None:
+            return None
+        return self._direct.try_send(frame)
 
     def _put(self, entry: _Entry, *, close_when_full: bool = True) -> bool:
         """Queue `entry`, counted in `_unsent` (a direct write never
@@ -283,7 +308,7 @@ class Connection:
 
     async def _send_loop(self, transport: Transport) -> None:
         """Send the outbox's entries in order; return once it is empty and
-        accepts no more (`finish`). Every entry sent is a checkpoint."""
+        accepts no more (`finish`)."""
         while True:
             if not self._queue:
                 if not self._accepting:
@@ -312,7 +337,7 @@ class Connection:
             if several is not None:
                 await self._send_several(transport, several)
         else:
-            await transport.send(entry)
+            await self._write(transport, entry)
         if self._flush_ticker is not None and self.queued:
             # Busy: let the room's inbound traffic catch up, then flush with
             # every other busy connection at the next tick.
@@ -322,7 +347,23 @@ class Connection:
         """Frames queued as one entry: one WebSocket message each, or batched."""
         step = MAX_BATCH_FRAMES if self.batch else 1
         for start in range(0, len(frames), step):
-            await transport.send("\n".join(frames[start : start + step]))
+            await self._write(transport, "\n".join(frames[start : start + step]))
+
+    async def _write(self, transport: Transport, text: str) -> None:
+        """Send one WebSocket message: written at once by the direct path if
+        it can (no trip through the server's send path), else by `transport`.
+        A checkpoint only if cancelled when written at once (the outbox is
+        bounded, and waiting for the next entry is one)."""
+        direct = self._direct
+        if direct is not None:
+            rest = direct.try_send(text)
+            if rest is not None:
+                if rest:
+                    await direct.send_rest(rest)
+                else:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                return
+        await transport.send(text)
 
     def _coalesce(self, first: str) -> tuple[str, tuple[str, ...] | None]:
         """`first` and whatever else is queued now, joined into one batched

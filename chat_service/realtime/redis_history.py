@@ -7,6 +7,7 @@ is also the room's channel, so one script touches one Redis Cluster slot.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -59,6 +60,8 @@ def publish_script(command: str) -> str:
 
 
 PUBLISH_SCRIPT = publish_script("PUBLISH")
+# Rooms whose keys are kept at hand (about 0.5 KiB each).
+ROOM_KEYS_CACHED = 4096
 # How read.lua marks a range of numbers a failover skipped: '~first-last'.
 _SKIP = "~"
 READ_SCRIPT = _script("read.lua")
@@ -75,10 +78,13 @@ class RoomKeys:
     dedupe: str
     replid: str
 
-    @classmethod
-    def of(cls, prefix: str, room: str) -> RoomKeys:
+    @staticmethod
+    @functools.lru_cache(maxsize=ROOM_KEYS_CACHED)
+    def of(prefix: str, room: str) -> RoomKeys:
+        """The keys of `room` (the busiest rooms' are computed once: every
+        publish needs its room's)."""
         tag = f"{prefix}{{{room}}}"
-        return cls(
+        return RoomKeys(
             tag,
             *(f"{tag}:{what}" for what in ("seq", "epoch", "history", "dedupe", "replid")),
         )

@@ -365,3 +365,38 @@ def test_the_page_answers_heartbeats(open_page: OpenPage) -> None:
         expect(alice.locator("#status")).to_have_text("Connected as alice")
         say(alice, "still here")
         expect_bodies(alice, "general", ["still here"])
+
+
+def test_pages_chat_over_permessage_deflate_without_context_takeover(open_page: OpenPage) -> None:
+    """With WS_COMPRESSION, Chromium's offer is accepted without context
+    takeover either way: pages chat, answer heartbeats (compressed pongs,
+    each inflated on its own) and stay connected."""
+    settings = {"WS_COMPRESSION": "true", "HEARTBEAT_INTERVAL": "1", "HEARTBEAT_TIMEOUT": "1"}
+    with live_service(**settings) as service:
+        bob = open_page(service, "bob", "general")
+        alice = open_page(service, "alice", "general", join=False)
+        handshakes: list[dict[str, str]] = []
+        cdp = alice.context.new_cdp_session(alice)
+        cdp.on(
+            "Network.webSocketHandshakeResponseReceived",
+            lambda event: handshakes.append(
+                {name.lower(): value for name, value in event["response"]["headers"].items()}
+            ),
+        )
+        cdp.send("Network.enable")
+        with alice.expect_websocket() as opened:
+            alice.get_by_role("button", name="Join").click()
+        socket = opened.value
+        for _ in range(3):
+            socket.wait_for_event("framesent", predicate=lambda payload: '"pong"' in str(payload))
+        for n in range(3):
+            say(alice, f"squeezed {n} " * 20)
+        expected = [f"squeezed {n} " * 20 for n in range(3)]
+        expect_bodies(bob, "general", [text.strip() for text in expected])
+        expect_bodies(alice, "general", [text.strip() for text in expected])
+        assert not socket.is_closed()
+        (handshake,) = handshakes
+        extensions = handshake["sec-websocket-extensions"]
+        assert extensions.startswith("permessage-deflate")
+        assert "server_no_context_takeover" in extensions
+        assert "client_no_context_takeover" in extensions
