@@ -102,6 +102,36 @@ async def test_presence_is_listed_by_user_up_to_the_configured_maximum(
         }
 
 
+async def test_each_newcomer_sees_the_listed_members_as_they_are_when_it_joins(
+    start_server: StartServer,
+) -> None:
+    # The listed members are built once and shown to newcomers until one of
+    # them changes: a second tab, a leave, a new first user.
+    server = await start_server(presence_list_max=2, presence_interval=0.02)
+
+    def members(client: Client) -> list[tuple[str, int]]:
+        listed = client.subscribed["presence"]["members"]
+        return [(member["user_id"], member["connections"]) for member in listed]
+
+    async with AsyncExitStack() as stack:
+        watcher = await stack.enter_async_context(connect(server.url("seen", user_id="w")))
+        for user in ("cy", "dee"):
+            await stack.enter_async_context(connect(server.url("seen", user_id=user)))
+        later = await stack.enter_async_context(connect(server.url("seen", user_id="x")))
+        assert members(later) == [("cy", 1), ("dee", 1)]
+        async with connect(server.url("seen", user_id="cy")):
+            async with connect(server.url("seen", user_id="y")) as second_tab:
+                assert members(second_tab) == [("cy", 2), ("dee", 1)]
+            async with connect(server.url("seen", user_id="bob")):
+                await wait_for_join(watcher, "bob")
+                async with connect(server.url("seen", user_id="z")) as first:
+                    assert members(first) == [("bob", 1), ("cy", 2)]
+            await wait_for_leave(watcher, "bob")
+        async with connect(server.url("seen", user_id="zz")) as gone:
+            assert members(gone) == [("cy", 1), ("dee", 1)]
+            assert gone.subscribed["presence"]["users"] == 5
+
+
 async def test_a_diff_lists_at_most_the_list_maximum_and_says_it_is_truncated(
     start_server: StartServer, mock_clock: trio.testing.MockClock
 ) -> None:

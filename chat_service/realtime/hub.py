@@ -4,7 +4,6 @@ frames to them, and the heartbeat."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import trio
 
@@ -16,6 +15,7 @@ from .flush import FlushTicker
 from .history import History, HistoryUnavailable, Reason, Start
 from .message import (
     PING_FRAME,
+    PresenceListing,
     Since,
     frame_seq,
     frame_ts,
@@ -244,7 +244,7 @@ class Hub:
             return None
 
     def _subscribed_frame(
-        self, room: str, since: Since | None, start: Start | None, presence: dict[str, Any]
+        self, room: str, since: Since | None, start: Start | None, presence: PresenceListing
     ) -> str:
         if start is None:
             recovered = None if since is None else False

@@ -34,6 +34,7 @@ __all__ = [
     "MessageType",
     "Ping",
     "Pong",
+    "PresenceListing",
     "Refresh",
     "Since",
     "Subscribe",
@@ -107,8 +108,9 @@ def is_valid_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
 
 
-def encode(frame: dict[str, Any]) -> str:
-    """One frame as compact JSON text (UTF-8 safe: bodies are checked on parse)."""
+def encode(frame: dict[str, Any] | list[dict[str, Any]]) -> str:
+    """One frame (or part of one) as compact JSON text (UTF-8 safe: bodies
+    are checked on parse)."""
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -167,11 +169,21 @@ def as_duplicate(frame: str) -> str:
     return f'{frame[:end]}"duplicate":true,{frame[end:]}'
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceListing:
+    """A `subscribed` frame's `presence`: `users` present, and `members`,
+    the listed ones as JSON text (a room's newcomers share one encoding
+    until the listed members change)."""
+
+    users: int
+    members: str
+
+
 def subscribed_frame(
     room: str,
     epoch: str | None,
     seq: int | None,
-    presence: dict[str, Any],
+    presence: PresenceListing,
     *,
     recovered: bool | None = None,
     reason: str | None = None,
@@ -182,8 +194,10 @@ def subscribed_frame(
         frame["recovered"] = recovered
     if reason is not None:
         frame["reason"] = reason
-    frame["presence"] = presence
-    return encode(frame)
+    # `presence` last, spliced in: as `encode` would write it, without
+    # encoding the listed members again for every newcomer.
+    head = encode(frame)[:-1]
+    return f'{head},"presence":{{"users":{presence.users},"members":{presence.members}}}}}'
 
 
 def unsubscribed_frame(room: str, reason: str) -> str:

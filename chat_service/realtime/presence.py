@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import trio
 
-from .message import encode
+from .message import PresenceListing, encode
 
 __all__ = [
     "DEFAULT_LIST_MAX",
@@ -105,7 +105,7 @@ class _Changes:
 class _Room:
     """One room's view: connection counts per user, here and elsewhere."""
 
-    __slots__ = ("changes", "connections", "local", "remote", "users")
+    __slots__ = ("changes", "connections", "listed", "local", "remote", "users")
 
     def __init__(self) -> None:
         self.local: dict[str, int] = {}
@@ -113,6 +113,10 @@ class _Room:
         self.users: list[str] = []  # every present user, sorted (listing and paging)
         self.connections = 0
         self.changes = _Changes()
+        # The first `list_max` members as `subscribed` frames show them, until
+        # one of them changes: in a connect storm every newcomer's frame
+        # shows the same list, and building it was a tenth of a join's cost.
+        self.listed: str | None = None  # as JSON
 
     def count(self, user: str) -> int:
         return self.local.get(user, 0) + self.remote.get(user, 0)
@@ -172,10 +176,11 @@ class Presence:
             self._wanted_added.unpark_all()
         await synced.wait()
 
-    def join(self, room: str, user: str) -> dict[str, Any]:
+    def join(self, room: str, user: str) -> PresenceListing:
         """A local connection of `user` became a member of `room`: count it,
         and return the presence its `subscribed` frame shows (`snapshot`,
-        the newcomer included). O(list_max)."""
+        the newcomer included). O(list_max) once a listed member changed,
+        else the list is the one already built."""
         state = self._rooms.get(room)
         if state is None:
             state = self._rooms[room] = _Room()
@@ -218,6 +223,8 @@ class Presence:
     def _counted(self, room: str, state: _Room, user: str, delta: int) -> None:
         """`user`'s count in `room` changed by `delta`: note a join or leave."""
         state.connections += delta
+        if bisect.bisect_left(state.users, user) < self._list_max:
+            state.listed = None  # the user is (or goes) among the listed ones
         now = state.count(user)
         before = now - delta
         if (before > 0) == (now > 0):
@@ -229,12 +236,13 @@ class Presence:
         state.changes.note(user, before > 0, next(self._steps))
         self._changed.add(room)
 
-    def snapshot(self, room: str) -> dict[str, Any]:
+    def snapshot(self, room: str) -> PresenceListing:
         """The `presence` of a `subscribed` frame sent now: `users` and up
-        to `list_max` members (by `user_id`). O(list_max)."""
+        to `list_max` members (by `user_id`). O(list_max) once a listed
+        member changed, else the list is the one already built."""
         state = self._rooms.get(room)
         if state is None:
-            return {"users": 0, "members": []}
+            return PresenceListing(0, "[]")
         self._snapshot_taken(state)
         return self._listed(state)
 
@@ -242,9 +250,11 @@ class Presence:
         if state.changes.before:
             state.changes.snapshots.append(next(self._steps))
 
-    def _listed(self, state: _Room) -> dict[str, Any]:
-        listed = itertools.islice(state.users, self._list_max)
-        return {"users": len(state.users), "members": list(_members(state, listed))}
+    def _listed(self, state: _Room) -> PresenceListing:
+        if state.listed is None:
+            listed = itertools.islice(state.users, self._list_max)
+            state.listed = encode(list(_members(state, listed)))
+        return PresenceListing(len(state.users), state.listed)
 
     def totals(self, room: str) -> tuple[int, int]:
         """(users, connections) of `room` in this instance's view of the
