@@ -5,6 +5,7 @@ ports (three masters, one replica each), made into a cluster by
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -101,6 +102,20 @@ class ClusterNode:
 
     def role(self) -> str:
         return _redis_cli("role", port=self.port).split("\n", 1)[0].strip()
+
+    def wait_replicated(self) -> None:
+        """Return once every replica of this master has acknowledged what it
+        has written so far. Replication is asynchronous: a master killed
+        before that takes its last writes with it (README "Redis Cluster")."""
+        info = _redis_cli("info", "replication", port=self.port)
+        written = int(re.search(r"master_repl_offset:(\d+)", info)[1])  # type: ignore[index]
+
+        def acknowledged() -> bool:
+            info = _redis_cli("info", "replication", port=self.port)
+            offsets = [int(offset) for offset in re.findall(r"slave\d+:.*,offset=(\d+)", info)]
+            return bool(offsets) and min(offsets) >= written
+
+        _wait_for(f"replicas of {self.port} caught up", acknowledged)
 
 
 @dataclass

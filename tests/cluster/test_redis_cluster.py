@@ -171,6 +171,9 @@ async def test_master_failover_loses_no_order_and_recovery_fills_the_gaps(
                 since, epoch = before_gap[-1]["seq"], left.subscribed["epoch"]
             # `left` is gone while the room's master dies and its replica takes over.
             dead = fresh_cluster.master_of(f"{{{room}}}")
+            # What the clients saw has reached the replica (the guarantee
+            # asserted); only then does the master die.
+            await trio.to_thread.run_sync(dead.wait_replicated)
             dead.kill()
             await say(sender, 10)  # on a alone, without seq, until a notices the failover
             await trio.to_thread.run_sync(fresh_cluster.wait_failed_over, dead)
