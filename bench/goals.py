@@ -163,6 +163,8 @@ def _shortfall(check: Check, value: float) -> str | None:
         if value >= check.bound:
             return None
         if check.unit in ("x", "/s") and value > 0:
+            if check.bound / value < 1.1:  # "1.0x" would hide it: say how much is lacking
+                return f"{(1 - value / check.bound) * 100:.0f}%"
             return f"{check.bound / value:.1f}x"
         return _format(check.bound - value, check.unit)
     if value <= check.bound:

@@ -72,6 +72,8 @@ class Scenario:
             words = f"{self.instances} instances on {broker}, {words}"
             if self.redis_on_server_core:
                 words = f"{words}, all on one core"
+        elif self.redis:
+            words = f"{words}, through Redis"
         words += ", batch=1" if self.batch else ""
         return words + (", offering permessage-deflate" if self.deflate else "")
 

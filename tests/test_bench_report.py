@@ -56,6 +56,16 @@ def test_a_ratio_goal_is_judged_on_ours_over_starlette_in_the_same_scenario() ->
     assert goal["verdict"] == "MISSED by 1.5x"  # 2.0x of a 3x goal
     assert goal["measured"] == "2.00x (200,000 vs 100,000)"
 
+    close = _results(
+        _entry(
+            "room500-max",
+            ours={"deliveries_per_s": 96_000.0},
+            starlette={"deliveries_per_s": 100_000.0},
+        )
+    )
+    # Within 10% of the goal, the shortfall is a percentage ("1.0x" would hide it).
+    assert _goal(close, "1 room x 500, max speed, unbatched")["verdict"] == "MISSED by 4%"
+
 
 def test_an_upper_bound_is_met_at_it_and_missed_by_the_excess() -> None:
     results = _results(
