@@ -7,10 +7,10 @@ moving every inbound event from `receive` to a channel, one running the
 route), a `Headers` object, request and app context copies, and per frame
 a blinker signal each way. Here the task that reads a frame is the one
 that handles it, and a client that goes away cancels whoever serves it
-(`serve`), as Quart did, without a task of its own to watch for it. Once
-accepted, a message is written with the server's direct-send extension
-when it offers one (`chat_service.direct_send`), not through the server's
-ASGI send.
+(`serve`), as Quart did, without a task of its own to watch for it.
+Sending is the server's ASGI send; the connection writes straight to the
+socket itself where it can (`Connection.use_direct`, with the server's
+direct-send extension, `chat_service.direct_send`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
-
-from .direct_send import DIRECT_SEND, DirectSend
 
 __all__ = ["ASGIReceive", "ASGISend", "ASGIWebSocket", "Scope"]
 
@@ -41,7 +39,7 @@ class ASGIWebSocket:
     direct-send extension in its `extensions` once accepted).
     """
 
-    __slots__ = ("_accepted", "_closed", "_direct", "_gone", "_receive", "_send", "scope")
+    __slots__ = ("_accepted", "_closed", "_gone", "_receive", "_send", "scope")
 
     def __init__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         self.scope = scope
@@ -49,7 +47,6 @@ class ASGIWebSocket:
         self._send = send
         self._accepted = False
         self._closed = False
-        self._direct: DirectSend | None = None
         # What `serve` runs in: cancelled when the client has gone away.
         self._gone = trio.CancelScope()
 
@@ -67,7 +64,6 @@ class ASGIWebSocket:
         """Complete the upgrade (101). Cancellation: as the server's send."""
         self._accepted = True
         await self._send({"type": "websocket.accept", "subprotocol": None, "headers": []})
-        self._direct = (self.scope.get("extensions") or {}).get(DIRECT_SEND)
 
     async def refuse(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """Answer the upgrade request with HTTP `status` instead (before
@@ -83,21 +79,9 @@ class ASGIWebSocket:
         await self._send({"type": "websocket.http.response.body", "body": body})
 
     async def send(self, data: str) -> None:
-        """Send one text message: written at once if the socket takes it,
-        else as the server sends (waiting for the socket). Cancellation: as
-        the server's send (a frame is never cut in half)."""
-        direct = self._direct
-        if direct is not None:
-            rest = direct.try_send(data)
-            if rest is not None:
-                if rest:
-                    await direct.send_rest(rest)
-                else:
-                    # A schedule point, as the server's send has: while this
-                    # connection's sender yields, a batched client's next
-                    # frames are queued, and go out joined.
-                    await trio.lowlevel.checkpoint()
-                return
+        """Send one text message as the server sends (waiting for the
+        socket). Cancellation: as the server's send (a frame is never cut
+        in half)."""
         await self._send({"type": "websocket.send", "text": data})
 
     async def receive(self) -> str | bytes:

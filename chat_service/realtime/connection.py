@@ -142,12 +142,12 @@ class Connection:
         return f"<Connection {self.id} user={self.user_id} room={self.room}>"
 
     def use_direct(self, writer: DirectWriter) -> None:
-        """Write frames with `writer`: at once, from the task that enqueues
-        them, while nothing is queued or being sent; and from the send loop.
-        Not for batched clients: their frames wait to be joined, and a
-        batch written at once leaves no time for the next one to fill."""
-        if not self.batch:
-            self._direct = writer
+        """Write frames with `writer`: from the send loop; and, unless the
+        client is batched, at once from the task that enqueues them, while
+        nothing is queued or being sent (a batched client's frames wait to
+        be joined: a batch written at once leaves no time for the next one
+        to fill)."""
+        self._direct = writer
 
     def enqueue(self, frame: str) -> bool:
         """Queue `frame` for this client without waiting (or write it now,
@@ -193,7 +193,7 @@ class Connection:
         """Write `frame` at once, if the direct path can and nothing is
         queued or being sent: None if nothing was written, else the bytes
         the kernel did not take (b"" if it took all), to be sent next."""
-        if self._direct is None or self._unsent or self.close_reason is not None:
+        if self._direct is None or self.batch or self._unsent or self.close_reason is not None:
             return None
         return self._direct.try_send(frame)
 
@@ -333,7 +333,7 @@ class Connection:
             await self._send_several(transport, entry)
         elif self.batch:
             batch, several = self._coalesce(entry)
-            await transport.send(batch)
+            await self._write(transport, batch)
             if several is not None:
                 await self._send_several(transport, several)
         else:
@@ -352,14 +352,18 @@ class Connection:
     async def _write(self, transport: Transport, text: str) -> None:
         """Send one WebSocket message: written at once by the direct path if
         it can (no trip through the server's send path), else by `transport`.
-        A checkpoint only if cancelled when written at once (the outbox is
-        bounded, and waiting for the next entry is one)."""
+        Written at once, it is a checkpoint only if cancelled (the outbox is
+        bounded, and waiting for the next entry is one); for a batched client
+        a schedule point, as the server's send is: while its sender yields,
+        its next frames are queued, and go out joined."""
         direct = self._direct
         if direct is not None:
             rest = direct.try_send(text)
             if rest is not None:
                 if rest:
                     await direct.send_rest(rest)
+                elif self.batch:
+                    await trio.lowlevel.checkpoint()
                 else:
                     await trio.lowlevel.checkpoint_if_cancelled()
                 return
