@@ -371,6 +371,9 @@ async function main() {
 
 // storm mode: every client connects at the same moment (a deploy's reconnect).
 async function storm(clients) {
+  // The window is the storm itself: the server's CPU (and a profile) over it.
+  emit({ event: "measure_start" });
+  const cpuStart = process.cpuUsage();
   const start = performance.now();
   const outcomes = await Promise.allSettled(
     clients.map(
@@ -385,6 +388,8 @@ async function storm(clients) {
   );
   const served = outcomes.filter((o) => o.status === "fulfilled").map((o) => o.value);
   const seconds = (Math.max(start, ...served) - start) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
+  emit({ event: "measure_end" });
   emit({ event: "ready", clients: served.length, connect_seconds: seconds });
   // Let the presence diffs of the storm arrive, and see who stays connected.
   await sleep(scenario.duration * 1000);
@@ -398,6 +403,7 @@ async function storm(clients) {
     not_subscribed: clients.length - served.length,
     storm_seconds: seconds,
     clients_per_s: served.length / seconds,
+    loadgen_cpu: (cpu.user + cpu.system) / 1e6 / Math.max(seconds, 1e-3),
     cut_off: cutOff + clients.length - served.length,
     presence_diffs_max: Math.max(...diffs),
     presence_diffs_mean: diffs.reduce((sum, n) => sum + n, 0) / diffs.length,
