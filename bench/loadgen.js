@@ -330,7 +330,7 @@ async function main() {
   emit({ event: "measure_start" });
   await sleep(scenario.duration * 1000);
   const elapsed = (performance.now() - t0) / 1000;
-  const cpu = process.cpuUsage(cpuStart);
+  const loadgenCpu = cpuShare(cpuStart, t0);
   emit({ event: "measure_end" });
   const windowDelivered = delivered;
   const windowOffered = offeredDeliveries;
@@ -360,13 +360,20 @@ async function main() {
       max: percentile(sorted, 1),
       count: latencyCount,
     },
-    loadgen_cpu: (cpu.user + cpu.system) / 1e6 / elapsed,
+    loadgen_cpu: loadgenCpu,
     expired_in_flight: expired,
     error_frames: errorFrames,
     unexpected_closes: closes,
   });
   for (const client of clients) client.ws.terminate();
   process.exit(0);
+}
+
+// This process's CPU since `cpuStart` (process.cpuUsage()), as a share of
+// one core over the wall time since `t0` (performance.now()).
+function cpuShare(cpuStart, t0) {
+  const cpu = process.cpuUsage(cpuStart);
+  return (cpu.user + cpu.system) / 1e3 / (performance.now() - t0);
 }
 
 // storm mode: every client connects at the same moment (a deploy's reconnect).
@@ -388,7 +395,7 @@ async function storm(clients) {
   );
   const served = outcomes.filter((o) => o.status === "fulfilled").map((o) => o.value);
   const seconds = (Math.max(start, ...served) - start) / 1000;
-  const cpu = process.cpuUsage(cpuStart);
+  const loadgenCpu = cpuShare(cpuStart, start);
   emit({ event: "measure_end" });
   emit({ event: "ready", clients: served.length, connect_seconds: seconds });
   // Let the presence diffs of the storm arrive, and see who stays connected.
@@ -403,7 +410,7 @@ async function storm(clients) {
     not_subscribed: clients.length - served.length,
     storm_seconds: seconds,
     clients_per_s: served.length / seconds,
-    loadgen_cpu: (cpu.user + cpu.system) / 1e6 / Math.max(seconds, 1e-3),
+    loadgen_cpu: loadgenCpu,
     cut_off: cutOff + clients.length - served.length,
     presence_diffs_max: Math.max(...diffs),
     presence_diffs_mean: diffs.reduce((sum, n) => sum + n, 0) / diffs.length,

@@ -53,6 +53,9 @@ async def test_smoke_run_measures_every_scenario(tmp_path: Path) -> None:
                 assert outcome["subscribed"] == scenario["clients_per_room"], name
                 assert outcome["cut_off"] == 0, name
                 assert outcome["clients_per_s"] > 0, name
+                # The storm is the window: both CPU figures are measured over it.
+                assert 0 < outcome["loadgen_cpu"], name
+                assert outcome["server_cpu"] >= 0, name
             else:
                 assert outcome["deliveries"] > 0, name
                 assert outcome["latency_p99_ms"] is not None, name
