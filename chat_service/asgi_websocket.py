@@ -7,7 +7,8 @@ moving every inbound event from `receive` to a channel, one running the
 route), a `Headers` object, request and app context copies, and per frame
 a blinker signal each way. Here the task that reads a frame is the one
 that handles it, and a client that goes away cancels whoever serves it
-(`serve`), as Quart did, without a task of its own to watch for it.
+(`receive` tells whoever reads, which ends the connection), without a
+task of its own to watch for it.
 Sending is the server's ASGI send; the connection writes straight to the
 socket itself where it can (`Connection.use_direct`, with the server's
 direct-send extension, `chat_service.direct_send`).
@@ -47,17 +48,14 @@ class ASGIWebSocket:
         self._send = send
         self._accepted = False
         self._closed = False
-        # What `serve` runs in: cancelled when the client has gone away.
-        self._gone = trio.CancelScope()
+        self._gone = False  # a `receive` saw the client go away
 
     async def serve(self, handle: Callable[[ASGIWebSocket], Awaitable[None]]) -> None:
-        """Run `handle(self)` until it returns; cancel it once the client has
-        gone away (a `receive` saw the disconnect). Once it returns, a
-        WebSocket it accepted and did not close is closed with 1000 (as Quart
-        closes it). Cancellation from outside propagates."""
-        with self._gone:
-            await handle(self)
-        if self._accepted and not self._closed and not self._gone.cancelled_caught:
+        """Run `handle(self)` until it returns. Then a WebSocket it accepted
+        and did not close, whose client is still there, is closed with 1000
+        (as Quart closes it). Cancellation propagates."""
+        await handle(self)
+        if self._accepted and not self._closed and not self._gone:
             await self.close(_NORMAL_CLOSURE)
 
     async def accept(self) -> None:
@@ -87,8 +85,8 @@ class ASGIWebSocket:
     async def receive(self) -> str | bytes:
         """The next message: text, or bytes for a binary one.
 
-        Once the client has gone away this cancels `serve`'s scope, and so
-        raises `trio.Cancelled` in the task serving it.
+        Raises `trio.ClosedResourceError` once the client has gone away.
+        Cancellation: as the server's receive (nothing is lost).
         """
         while True:
             try:
@@ -102,8 +100,7 @@ class ASGIWebSocket:
             if kind == "websocket.disconnect":
                 break
             # `websocket.connect`, first of all: the handler accepts without it.
-        self._gone.cancel()
-        await trio.lowlevel.checkpoint()  # raises Cancelled within `serve`
+        self._gone = True
         raise trio.ClosedResourceError("the client has gone away")
 
     async def close(self, code: int, reason: str = "") -> None:

@@ -93,7 +93,7 @@ class ChatSockets:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Serve the scope: a chat WebSocket here, anything else in the app.
-        Cancellation (the server stopping, the client gone) ends the
+        The client gone, or cancellation (the server stopping), ends the
         connection as `Handler.handle` describes."""
         room = self._room(scope) if scope["type"] == "websocket" else None
         if room is None:

@@ -27,11 +27,14 @@ MAX_BATCH_FRAMES = 64
 
 
 class Transport(Protocol):
-    """What a connection needs of a WebSocket (Quart's `websocket` has it)."""
+    """What a connection needs of a WebSocket (`ASGIWebSocket` has it)."""
 
     async def send(self, data: str) -> None: ...
 
-    async def receive(self) -> str | bytes: ...
+    async def receive(self) -> str | bytes:
+        """The next message; raises `trio.ClosedResourceError` once the
+        client has gone away."""
+        ...
 
 
 class DirectWriter(Protocol):
@@ -61,16 +64,20 @@ class Connection:
     __slots__ = (
         "_accepting",
         "_direct",
+        "_end_by",
+        "_ended",
         "_flush_ticker",
         "_handled",
         "_handling",
         "_heartbeat_deadline",
+        "_nursery",
         "_queue",
         "_receiving",
         "_receiving_stopped",
         "_regranted",
-        "_scope",
         "_sender",
+        "_sending",
+        "_transport",
         "_unsent",
         "address",
         "batch",
@@ -120,13 +127,24 @@ class Connection:
         self._queue: deque[_Entry] | None = None
         # False once closed or finished: nothing more is queued.
         self._accepting = True
-        # The send loop's task while it waits for an entry (woken by _put).
+        # Whether the send loop runs; its task while it waits for an entry
+        # (woken by _put). For a client written to directly it starts with
+        # the first entry that has to wait (a socket that was full): most
+        # never have one, and an idle connection is a task smaller.
+        self._sending = False
         self._sender: trio.lowlevel.Task | None = None
+        # Where `serve` runs the send loop (its cancel scope is the
+        # connection's), and what it sends with: set while serving.
+        self._nursery: trio.Nursery | None = None
+        self._transport: Transport | None = None
         # Writes frames at once while nothing is queued (see `use_direct`);
         # entries put in the outbox and not yet sent.
         self._direct: DirectWriter | None = None
         self._unsent = 0
-        self._scope = trio.CancelScope()
+        # Ending it: `serve` ends at once (`_ended`) or at `_end_by` (the
+        # deadline of `serve`'s nursery, once serving).
+        self._ended = False
+        self._end_by = math.inf
         # The receive loop's one scope: its deadline is the heartbeat's, and
         # stop_receiving cancels it (between frames, never inside one).
         self._receiving = trio.CancelScope()
@@ -212,8 +230,24 @@ class Connection:
             return False
         queue.append(entry)
         self._unsent += 1
-        self._wake_sender()
+        if self._sending:
+            self._wake_sender()
+        else:
+            self._start_sender()
         return True
+
+    def _start_sender(self) -> None:
+        """Run the send loop, if serving (`serve` starts it otherwise)."""
+        if self._nursery is not None:
+            assert self._transport is not None
+            self._sending = True
+            self._nursery.start_soon(self._send_loop, self._transport)
+
+    @property
+    def _writes_directly(self) -> bool:
+        """Whether frames are written from the task that enqueues them, so that
+        the send loop is needed only for what that could not write at once."""
+        return self._direct is not None and not self.batch
 
     def _wake_sender(self) -> None:
         if (task := self._sender) is not None:
@@ -252,13 +286,19 @@ class Connection:
         code given is the one the client receives."""
         if self.close_reason is None:
             self.close_reason = (code, reason)
+        self._end_now()
+
+    def _end_now(self) -> None:
+        """Stop serving at once, dropping what is queued."""
         self._accepting = False
         # Free the queued frames now: a send to a client that does not read
         # cannot be cancelled (Hypercorn shields it), and this connection lives
         # until that send ends.
         self._queue = None
         self._wake_sender()
-        self._scope.cancel()
+        self._ended = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     def finish(self, code: CloseCode, reason: str, *, within: float | None = None) -> None:
         """End this connection once every frame queued so far has been sent
@@ -270,10 +310,15 @@ class Connection:
         if self.close_reason is None:
             self.close_reason = (code, reason)
         self._accepting = False
-        self._wake_sender()
+        if self._sending:
+            self._wake_sender()
+        elif not self._queue:
+            self._end_now()  # all sent already
         if within is not None:
             self.stop_receiving()
-            self._scope.deadline = min(self._scope.deadline, trio.current_time() + within)
+            self._end_by = min(self._end_by, trio.current_time() + within)
+            if self._nursery is not None:
+                self._nursery.cancel_scope.deadline = self._end_by
 
     def stop_receiving(self) -> None:
         """Take no more frames from the client (the drain at shutdown); a
@@ -300,20 +345,31 @@ class Connection:
         Exceptions from `on_frame` or the transport propagate. Cancellation
         from outside (the client disconnected) stops both loops at once.
         """
-        with self._scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._receive_loop, transport, on_frame)
-                await self._send_loop(transport)
-                nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as nursery:
+            self._nursery, self._transport = nursery, transport
+            try:
+                nursery.cancel_scope.deadline = self._end_by
+                if self._ended:
+                    nursery.cancel_scope.cancel()
+                if self._queue or not self._writes_directly:
+                    self._start_sender()
+                await self._receive_loop(transport, on_frame)
+                # Sending goes on until `finish` has flushed (or `close`).
+                await trio.sleep_forever()
+            finally:
+                # Not kept after serving: the nursery refers to this task,
+                # whose frames refer to this connection.
+                self._nursery = self._transport = None
 
     async def _send_loop(self, transport: Transport) -> None:
-        """Send the outbox's entries in order; return once it is empty and
-        accepts no more (`finish`)."""
+        """Send the outbox's entries in order; once it is empty and accepts
+        no more (`finish`), end the connection."""
         while True:
             if not self._queue:
-                if not self._accepting:
-                    return
                 self._queue = None  # nothing waits: free it (see __init__)
+                if not self._accepting:
+                    self._end_now()
+                    return
                 await self._wait_for_entry()
                 continue
             entry = self._queue.popleft()
@@ -387,7 +443,11 @@ class Connection:
         with self._receiving:
             while not self._receiving_stopped:
                 self._receiving.deadline = trio.current_time() + self._heartbeat_deadline
-                data = await transport.receive()
+                try:
+                    data = await transport.receive()
+                except trio.ClosedResourceError:  # the client has gone away
+                    self._end_now()
+                    return
                 self._receiving.deadline = math.inf
                 self._handling = True
                 try:

@@ -145,9 +145,9 @@ class Handler:
         Closes the WebSocket with the protocol's code for why it ended; an
         exception in this connection's handling (hooks included) is logged
         and closes it with 1011, and never reaches other connections. When
-        cancelled (the client went away, or the server stops) it still
-        leaves its rooms and runs `on_disconnect`,
-        each bounded by CLOSE_TIMEOUT.
+        the client has gone away, or when cancelled (the server stops), it
+        still leaves its rooms and runs `on_disconnect`, each bounded by
+        CLOSE_TIMEOUT.
         """
         conn = Connection(
             room=room,
