@@ -11,14 +11,18 @@ with four classes of ours put in place of Hypercorn's (`_install`):
   kernel's bounds on a peer that stopped reading or vanished
   (`TCP_USER_TIMEOUT`, keepalive), and can be aborted: Hypercorn writes
   under a shielded cancel scope, so only closing the socket ends a write to
-  a peer that does not read.
+  a peer that does not read. What a connection costs is cut where
+  Hypercorn spends it on every connection: no TLS handshake attempted on a
+  plain socket, reads without a cancel scope each, and no idle task
+  (`IdleSince`: `serve_http` closes idle connections).
 - `ChatWSStream`: a bad frame gets its RFC 6455 close code; permessage-
   deflate only when configured, then bounded (`ws_deflate`); and once the
   app is done, nothing waits for it to read (Hypercorn's stream would block
   its reader and the app's last message on the full app channel forever,
-  keeping both tasks and the socket).
+  keeping both tasks and the socket). The app reads an `AppInbox`
+  (`InboxTaskGroup`), and the handshake's state is let go once accepted.
 - `HTTP11Protocol`: HTTP/1.1 only; the h2c upgrade and HTTP/2 prior
-  knowledge are not honoured (README "Limits").
+  knowledge are not honoured (README "Limits"); h11 is let go after a 101.
 - `BoundedDeflate` (in `ws_deflate`).
 
 Hypercorn looks each of them up as a module attribute when it needs one and
@@ -47,13 +51,17 @@ import trio
 import wsproto.utilities
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, RawData
+from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import Response, StreamClosed
 from hypercorn.protocol.h11 import H11Protocol, H11WSConnection
 from hypercorn.protocol.ws_stream import FrameTooLargeError, WSStream
+from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.task_group import _handle as run_app
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
-from hypercorn.typing import ASGIReceiveEvent, ASGISendEvent, TaskGroup, WebsocketAcceptEvent
+from hypercorn.typing import ASGIReceiveEvent, ASGISendEvent, ConnectionState, WebsocketAcceptEvent
+from hypercorn.typing import TaskGroup as TaskGroupLike
+from hypercorn.utils import parse_socket_addr
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState as WSState
 from wsproto.events import CloseConnection, Message, Ping
@@ -76,6 +84,9 @@ _PROTOCOL_ERRORS = (h11.ProtocolError, wsproto.utilities.ProtocolError, h2.excep
 # TCP_USER_TIMEOUT (when set) decides when unanswered probes end it.
 KEEPALIVE_INTERVAL_SECONDS = 5
 KEEPALIVE_PROBES = 3
+# How often per keep_alive_timeout the idle connections are looked at: one
+# is closed between that timeout and a quarter more.
+IDLE_CHECKS_PER_TIMEOUT = 4
 
 # The TCP connection of the running task (its own, or the app's it started):
 # an accepted WebSocket stream writes through it. Not kept on the stream,
@@ -141,6 +152,16 @@ class ContainedTCPServer(TCPServer):
     app's own exceptions never get here: Hypercorn logs them per request.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle_task = IdleSince()  # type: ignore[assignment]
+
+    @property
+    def idle_since(self) -> float | None:
+        """Since when no request is in progress (trio's clock), or None."""
+        assert isinstance(self.idle_task, IdleSince)
+        return self.idle_task.since
+
     async def run(self) -> None:
         """Serve this connection until it closes; never raises `Exception`.
 
@@ -155,11 +176,48 @@ class ContainedTCPServer(TCPServer):
         _CURRENT_SERVER.set(self)
         try:
             _bound_dead_peers(sock, self.config)
-            await super().run()
+            if isinstance(self.stream, trio.SocketStream):
+                await self._run_plain(self.stream.socket)
+            else:
+                await super().run()
         except* Exception as failures:
             _log_contained(peer, failures)
         finally:
             live.discard(self)
+            # Hypercorn's protocol objects refer back to this server (their
+            # `send`): a cycle that would keep the whole connection's memory
+            # until the garbage collector's next full pass.
+            vars(self).pop("protocol", None)
+
+    async def _run_plain(self, sock: trio.socket.SocketType) -> None:
+        # TCPServer.run as of Hypercorn 0.18, for a connection without TLS.
+        # Hypercorn finds out that there is none by trying a TLS handshake:
+        # an AttributeError raised through a `fail_after`, which was 12% of
+        # the server's CPU in a connect storm.
+        try:
+            client = parse_socket_addr(sock.family, sock.getpeername())
+            server = parse_socket_addr(sock.family, sock.getsockname())
+            async with TaskGroup() as task_group:
+                self._task_group = task_group
+                self.protocol = ProtocolWrapper(
+                    self.app,
+                    self.config,
+                    self.context,
+                    task_group,
+                    ConnectionState(self.state),
+                    False,
+                    client,
+                    server,
+                    self.protocol_send,
+                    "http/1.1",
+                )
+                await self.protocol.initiate()
+                await self.idle_task.restart(self._task_group, self._idle_timeout)
+                await self._read_data()
+        except OSError:
+            pass
+        finally:
+            await self._close()
 
     async def _read_data(self) -> None:
         # TCPServer._read_data as of Hypercorn 0.18, without its cancel scope
@@ -208,6 +266,28 @@ async def _receive_some(sock: trio.socket.SocketType) -> bytes:
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return data
+
+
+class IdleSince:
+    """Hypercorn's idle task of one connection (its `SingleTask`), without a
+    task: since when the connection is idle (no request in progress), or
+    None. `serve_http` closes one idle for `keep_alive_timeout`, and every
+    idle one once serving stops (`_close_idle`), as that task did; starting
+    and stopping it for every request was a sixth of a connect storm's CPU.
+    """
+
+    __slots__ = ("since",)
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    async def restart(self, task_group: object, action: object) -> None:
+        """Idle from now (Hypercorn's `action` is `_close_idle`'s to do)."""
+        self.since = trio.current_time()
+
+    async def stop(self) -> None:
+        """Not idle: a request is in progress."""
+        self.since = None
 
 
 def _log_contained(peer: str, failures: BaseExceptionGroup[Exception]) -> None:
@@ -355,7 +435,7 @@ class InboxTaskGroup:
 
     __slots__ = ("_inner",)
 
-    def __init__(self, inner: TaskGroup) -> None:
+    def __init__(self, inner: TaskGroupLike) -> None:
         self._inner = inner
 
     async def spawn_app(
@@ -431,16 +511,39 @@ async def serve_http(
     lifespan shutdown.
     """
     _install()
+    stopping = trio.Event()
     async with trio.open_nursery() as aborting:
 
         async def trigger() -> None:
             await shutdown_trigger()
+            stopping.set()
             deadline = trio.current_time() + hyper.graceful_timeout
             aborting.start_soon(_abort_at, deadline, hyper.live)
 
         aborting.start_soon(_abort_when_cancelled, hyper.live)
+        aborting.start_soon(_close_idle, hyper.live, hyper.keep_alive_timeout, stopping)
         await hypercorn.trio.serve(app, hyper, shutdown_trigger=trigger, task_status=task_status)
         aborting.cancel_scope.cancel()
+
+
+async def _close_idle(
+    live: set[ContainedTCPServer], idle_limit: float, stopping: trio.Event
+) -> None:
+    """Close each connection idle for `idle_limit` seconds (an HTTP keep-alive
+    connection between requests, or one whose request has not come in
+    yet), and each idle one at once after `stopping`. Runs until cancelled."""
+    tick = idle_limit / IDLE_CHECKS_PER_TIMEOUT
+    while True:
+        if stopping.is_set():
+            await trio.sleep(tick)
+        else:
+            with trio.move_on_after(tick):
+                await stopping.wait()
+        now = trio.current_time()
+        for server in list(live):
+            since = server.idle_since
+            if since is not None and (stopping.is_set() or now - since >= idle_limit):
+                server.abort()
 
 
 async def _abort_at(deadline: float, live: set[ContainedTCPServer]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlparse
 
@@ -40,6 +40,8 @@ ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 _DEFAULT_ROOM_ENDPOINT: Final = "chat_default_room"
 _ROOM_ENDPOINT: Final = "chat_room"
 _ENDPOINTS: Final = frozenset({_DEFAULT_ROOM_ENDPOINT, _ROOM_ENDPOINT})
+# Paths whose room (or None: not a chat endpoint) is kept once matched.
+ROOM_PATHS_CACHED: Final = 4096
 # The upgrade request's headers the admission reads (ASGI names are lowercase).
 _READ_HEADERS: Final = frozenset({b"origin", b"sec-websocket-key", b"authorization"})
 
@@ -90,6 +92,9 @@ class ChatSockets:
         self._runtime = runtime
         self._allowed_origins = runtime.config.allowed_origins
         self._verifier = runtime.verifier
+        # Werkzeug's matcher leaves a reference cycle per call (a recursive
+        # closure) for the garbage collector; a room's path is matched once.
+        self._room_of_path = lru_cache(maxsize=ROOM_PATHS_CACHED)(self._match_room)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Serve the scope: a chat WebSocket here, anything else in the app.
@@ -111,6 +116,9 @@ class ChatSockets:
             if not path.startswith(root):
                 return None
             path = path[len(root) :]
+        return self._room_of_path(path)
+
+    def _match_room(self, path: str) -> str | None:
         try:
             endpoint, view_args = self._routes.match(path, "GET", websocket=True)
         except HTTPException:  # not found, a redirect...: Quart answers it as it always has
