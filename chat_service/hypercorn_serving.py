@@ -103,6 +103,8 @@ class ServingConfig(HypercornConfig):
     tcp_user_timeout = 0
     # Seconds of silence before keepalive probes start (0: no keepalive).
     tcp_keepalive_idle = 0
+    # Called for each new TCP connection (before anything is read from it).
+    on_connection: Callable[[], None] | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -174,6 +176,8 @@ class ContainedTCPServer(TCPServer):
         live = self.config.live
         live.add(self)
         _CURRENT_SERVER.set(self)
+        if (on_connection := self.config.on_connection) is not None:
+            on_connection()
         try:
             _bound_dead_peers(sock, self.config)
             if isinstance(self.stream, trio.SocketStream):

@@ -13,6 +13,7 @@ from quart_trio import QuartTrio
 
 from .app import create_app
 from .config import Config
+from .gc_tuning import BurstPause
 from .hypercorn_serving import ServingConfig, serve_http
 from .metrics_listener import metrics_app
 from .realtime.close_codes import CloseCode
@@ -127,7 +128,9 @@ async def serve(
     metrics listener too: its binds are `runtime.metrics_binds`). When the trigger returns,
     `drain` closes every client (within `SHUTDOWN_GRACE_SECONDS`) while the
     server still answers (503), then Hypercorn stops and the runtime is
-    cancelled, so nothing of the instance outlives this call. An exception
+    cancelled, so nothing of the instance outlives this call. While clients
+    arrive in a burst, automatic garbage collection pauses (`BurstPause`;
+    resumed when serving ends). An exception
     from the hub or broadcaster ends serving and propagates. Cancellation
     stops everything at once, without a drain.
     """
@@ -149,8 +152,12 @@ async def serve(
                 trio.sleep_forever,
             )
             log.info("metrics listening=%s", ",".join(runtime.metrics_binds))
+        gc_pause = BurstPause()
+        await nursery.start(gc_pause.run)
+        hyper = hypercorn_config(config)
+        hyper.on_connection = gc_pause.arrived
         binds: list[str] = await nursery.start(
-            _serve_http, app, hypercorn_config(config), drain_on_trigger, nursery.cancel_scope
+            _serve_http, app, hyper, drain_on_trigger, nursery.cancel_scope
         )
         log.info("ready listening=%s", ",".join(binds))
         task_status.started(binds)

@@ -1,4 +1,5 @@
-"""tune_gc(): start-up objects frozen, young collections rarer."""
+"""tune_gc(): start-up objects frozen, young collections rarer; BurstPause:
+no automatic collection while connections arrive in a burst, in virtual time."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import gc
 from collections.abc import Iterator
 
 import pytest
+import trio
+import trio.testing
 
-from chat_service.gc_tuning import GEN0_THRESHOLD, tune_gc
+from chat_service.gc_tuning import GEN0_THRESHOLD, BurstPause, tune_gc
 
 
 @pytest.fixture
@@ -24,3 +27,94 @@ def test_tune_gc_freezes_startup_objects_and_raises_gen0_threshold() -> None:
     tune_gc()
     assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == (GEN0_THRESHOLD, before[1], before[2])
+
+
+@pytest.fixture
+def mock_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+@pytest.fixture
+def gc_enabled() -> Iterator[None]:
+    assert gc.isenabled()
+    yield
+    gc.enable()
+
+
+async def _arrive(pause: BurstPause, count: int, over: float) -> None:
+    """`count` connections arriving evenly over `over` seconds."""
+    for _ in range(count):
+        pause.arrived()
+        await trio.sleep(over / count)
+
+
+@pytest.mark.usefixtures("gc_enabled")
+async def test_a_burst_of_arrivals_pauses_collection_until_it_ends(
+    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    pause = BurstPause(burst=100, interval=0.25, max_pause=10)
+    await nursery.start(pause.run)
+    await _arrive(pause, 50, 1.0)  # 12.5 per interval: no burst
+    assert gc.isenabled()
+    assert not pause.paused
+    await _arrive(pause, 2000, 2.0)  # 250 per interval
+    assert not gc.isenabled()
+    assert pause.paused
+    await trio.sleep(0.5)  # the burst's last handshakes: still paused
+    assert not gc.isenabled()
+    await trio.sleep(0.75)  # four quiet intervals in a row end it
+    assert gc.isenabled()
+    assert not pause.paused
+
+
+@pytest.mark.usefixtures("gc_enabled")
+async def test_a_long_burst_gets_collections_between_pauses(
+    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    pause = BurstPause(burst=10, interval=0.25, max_pause=2)
+    await nursery.start(pause.run)
+    enabled_at: list[float] = []
+
+    async def watch() -> None:
+        while True:
+            await trio.sleep(0.25)
+            if gc.isenabled():
+                enabled_at.append(trio.current_time())
+
+    async with trio.open_nursery() as watching:
+        watching.start_soon(watch)
+        start = trio.current_time()
+        await _arrive(pause, 800, 8.0)  # 25 per interval, for 8 s
+        watching.cancel_scope.cancel()
+    during = [t - start for t in enabled_at if 0.5 < t - start < 8.0]
+    # Paused within the first interval, then collections for an interval after every 2 s paused.
+    assert during
+    assert len(during) <= 8.0 / 2 + 1
+    assert max(b - a for a, b in zip([0.25, *during], [*during, 8.0], strict=True)) <= 2.5
+
+
+async def test_cancelling_the_watch_resumes_collection(mock_clock: trio.testing.MockClock) -> None:
+    pause = BurstPause(burst=10, interval=0.25)
+    with trio.move_on_after(1.0):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pause.run)
+            await _arrive(pause, 100, 0.5)
+            assert not gc.isenabled()
+            await trio.sleep_forever()
+    assert gc.isenabled()
+    assert not pause.paused
+
+
+@pytest.mark.usefixtures("gc_enabled")
+async def test_the_burst_th_arrival_pauses_at_once(
+    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    pause = BurstPause(burst=100, interval=10)
+    await nursery.start(pause.run)
+    for _ in range(99):
+        pause.arrived()
+    assert gc.isenabled()
+    pause.arrived()
+    assert not gc.isenabled()
+    await trio.sleep(20)  # a whole interval without a burst
+    assert gc.isenabled()
