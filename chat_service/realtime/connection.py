@@ -338,12 +338,15 @@ class Connection:
             await self._handled.park()
 
     async def serve(self, transport: Transport, on_frame: FrameHandler) -> None:
-        """Run the send and receive loops until the connection ends.
+        """Run the receive loop in this task, and the send loop beside it
+        once a frame has to wait (`_start_sender`), until the connection ends.
 
-        Returns when `close` was called, `finish` has flushed the queue, or
-        nothing arrived for the heartbeat deadline (close reason 4000).
-        Exceptions from `on_frame` or the transport propagate. Cancellation
-        from outside (the client disconnected) stops both loops at once.
+        Returns when `close` was called, `finish` has flushed the queue, the
+        client has gone away (the transport's receive raised
+        `trio.ClosedResourceError`; nothing more is sent), or nothing arrived
+        for the heartbeat deadline (close reason 4000). Other exceptions
+        from `on_frame` or the transport propagate. Cancellation from
+        outside (the server stopping) stops both loops at once.
         """
         async with trio.open_nursery() as nursery:
             self._nursery, self._transport = nursery, transport
