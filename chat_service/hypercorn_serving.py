@@ -156,13 +156,9 @@ class ContainedTCPServer(TCPServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.idle_task = IdleSince()  # type: ignore[assignment]
-
-    @property
-    def idle_since(self) -> float | None:
-        """Since when no request is in progress (trio's clock), or None."""
-        assert isinstance(self.idle_task, IdleSince)
-        return self.idle_task.since
+        # Since when no request is in progress; Hypercorn's idle task's place.
+        self.idle = IdleSince()
+        self.idle_task = self.idle  # type: ignore[assignment]
 
     async def run(self) -> None:
         """Serve this connection until it closes; never raises `Exception`.
@@ -545,7 +541,7 @@ async def _close_idle(
                 await stopping.wait()
         now = trio.current_time()
         for server in list(live):
-            since = server.idle_since
+            since = server.idle.since
             if since is not None and (stopping.is_set() or now - since >= idle_limit):
                 server.abort()
 

@@ -13,11 +13,6 @@ import trio.testing
 from chat_service.app_inbox import AppInbox
 
 
-@pytest.fixture
-def mock_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 async def test_events_come_out_in_the_order_put() -> None:
     inbox = AppInbox(3)
     for event in ("a", "b", "c"):
@@ -95,7 +90,9 @@ async def test_close_wakes_a_waiting_reader_and_waiting_puts(nursery: trio.Nurse
     assert await full.receive() == "waiting"  # what was queued before the close
 
 
-async def test_cancelled_calls_take_and_queue_nothing(mock_clock: trio.testing.MockClock) -> None:
+async def test_cancelled_calls_take_and_queue_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     inbox = AppInbox(1)
     with trio.move_on_after(1) as waited:
         await inbox.receive()

@@ -9,13 +9,8 @@ import trio.testing
 from chat_service.realtime.flush import FlushTicker
 
 
-@pytest.fixture
-def mock_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 async def test_waiters_are_released_together_within_one_window(
-    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
     ticker = FlushTicker(0.05)
     await nursery.start(ticker.run)
@@ -34,7 +29,7 @@ async def test_waiters_are_released_together_within_one_window(
 
 
 async def test_no_ticks_while_nobody_waits(
-    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
     ticker = FlushTicker(0.05)
     await nursery.start(ticker.run)
@@ -47,7 +42,7 @@ async def test_no_ticks_while_nobody_waits(
     assert trio.current_time() == pytest.approx(start + 0.05)
 
 
-async def test_zero_window_never_waits(mock_clock: trio.testing.MockClock) -> None:
+async def test_zero_window_never_waits(autojump_clock: trio.testing.MockClock) -> None:
     ticker = FlushTicker(0)
     start = trio.current_time()
     await ticker.wait_for_tick()

@@ -30,15 +30,16 @@ def test_tune_gc_freezes_startup_objects_and_raises_gen0_threshold() -> None:
 
 
 @pytest.fixture
-def mock_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
-@pytest.fixture
 def gc_enabled() -> Iterator[None]:
     assert gc.isenabled()
     yield
     gc.enable()
+
+
+async def _started(nursery: trio.Nursery, pause: BurstPause) -> BurstPause:
+    """`pause`, watching its arrivals in `nursery`."""
+    await nursery.start(pause.run)
+    return pause
 
 
 async def _arrive(pause: BurstPause, count: int, over: float) -> None:
@@ -50,10 +51,9 @@ async def _arrive(pause: BurstPause, count: int, over: float) -> None:
 
 @pytest.mark.usefixtures("gc_enabled")
 async def test_a_burst_of_arrivals_pauses_collection_until_it_ends(
-    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    pause = BurstPause(burst=100, interval=0.25, max_pause=10)
-    await nursery.start(pause.run)
+    pause = await _started(nursery, BurstPause(burst=100, interval=0.25, max_pause=10))
     await _arrive(pause, 50, 1.0)  # 12.5 per interval: no burst
     assert gc.isenabled()
     assert not pause.paused
@@ -69,10 +69,9 @@ async def test_a_burst_of_arrivals_pauses_collection_until_it_ends(
 
 @pytest.mark.usefixtures("gc_enabled")
 async def test_a_long_burst_gets_collections_between_pauses(
-    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    pause = BurstPause(burst=10, interval=0.25, max_pause=2)
-    await nursery.start(pause.run)
+    pause = await _started(nursery, BurstPause(burst=10, interval=0.25, max_pause=2))
     enabled_at: list[float] = []
 
     async def watch() -> None:
@@ -94,11 +93,12 @@ async def test_a_long_burst_gets_collections_between_pauses(
     assert enabled_at == pytest.approx([2.375, 4.875, 7.375])
 
 
-async def test_cancelling_the_watch_resumes_collection(mock_clock: trio.testing.MockClock) -> None:
-    pause = BurstPause(burst=10, interval=0.25)
+async def test_cancelling_the_watch_resumes_collection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     with trio.move_on_after(1.0):
         async with trio.open_nursery() as nursery:
-            await nursery.start(pause.run)
+            pause = await _started(nursery, BurstPause(burst=10, interval=0.25))
             await _arrive(pause, 100, 0.5)
             assert not gc.isenabled()
             await trio.sleep_forever()
@@ -108,14 +108,14 @@ async def test_cancelling_the_watch_resumes_collection(mock_clock: trio.testing.
 
 @pytest.mark.usefixtures("gc_enabled")
 async def test_the_burst_th_arrival_pauses_at_once(
-    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    pause = BurstPause(burst=100, interval=10)
-    await nursery.start(pause.run)
+    # Only a quiet interval ends it here: max_pause is far off.
+    pause = await _started(nursery, BurstPause(burst=100, interval=10, quiet=1, max_pause=100))
     for _ in range(99):
         pause.arrived()
     assert gc.isenabled()
     pause.arrived()
     assert not gc.isenabled()
-    await trio.sleep(20)  # a whole interval without a burst
+    await trio.sleep(25)  # past the end of an interval without a burst (10 to 20)
     assert gc.isenabled()

@@ -3,7 +3,6 @@ trio's MockClock for its TTLs, and the recovery rules both histories share."""
 
 from __future__ import annotations
 
-import pytest
 import trio
 import trio.testing
 
@@ -13,11 +12,6 @@ from chat_service.realtime.message import Message, Since, as_duplicate, frame_se
 
 def chat(body: str, client_msg_id: str | None = None) -> str:
     return Message("r", "c1", "u", body=body, client_msg_id=client_msg_id, id="i", ts=1).encode()
-
-
-@pytest.fixture
-def mock_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
 
 
 def test_seq_is_spliced_into_the_encoded_frame_and_read_back() -> None:
@@ -68,7 +62,7 @@ async def test_only_the_last_history_size_messages_are_kept() -> None:
     assert (too_old.recovered, too_old.reason) == (False, Reason.TOO_OLD)
 
 
-async def test_messages_leave_history_after_the_ttl(mock_clock: trio.testing.MockClock) -> None:
+async def test_messages_leave_history_after_the_ttl(autojump_clock: trio.testing.MockClock) -> None:
     history = MemoryHistory(size=10, ttl=60)
     history.append("r", chat("old"))
     await trio.sleep(30)
@@ -81,7 +75,7 @@ async def test_messages_leave_history_after_the_ttl(mock_clock: trio.testing.Moc
     assert (await history.start("r", Since(epoch, 1))).recovered is True
 
 
-async def test_history_off_still_counts(mock_clock: trio.testing.MockClock) -> None:
+async def test_history_off_still_counts(autojump_clock: trio.testing.MockClock) -> None:
     history = MemoryHistory(size=10, ttl=0)
     assert [history.append("r", chat(str(n)), ("u", "m")).seq for n in range(2)] == [1, 2]
     start = await history.start("r", None)
@@ -102,7 +96,7 @@ async def test_a_retry_is_the_original_while_it_is_in_history() -> None:
 
 
 async def test_an_idle_room_starts_a_new_epoch_after_its_counter_ttl(
-    mock_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     history = MemoryHistory(size=10, ttl=60)
     history.append("r", chat("x"))
