@@ -75,6 +75,11 @@ class RawWebSocket:
         return None
 
 
+def reset_on_close(stream: trio.SocketStream) -> None:
+    """Make `stream`'s close a TCP reset: the peer vanishes without a close frame."""
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
 # What every browser offers (RFC 7692).
 DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
 

@@ -1,6 +1,6 @@
 """What browsers and attackers do, against `python -m chat_service`: floods
-the server closes, permessage-deflate offers, decompression bombs. Each
-measures the process itself (tasks, fds, RSS)."""
+the server closes, permessage-deflate offers, decompression bombs, a room
+reconnecting at once. Each measures the process itself (tasks, fds, RSS)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ..raw_websocket import (
     RawWebSocket,
     deflated,
     raw_websocket,
+    reset_on_close,
     ws_frame,
 )
 from ..server_process import ServerProcess, server_process
@@ -223,4 +224,49 @@ async def test_decompression_bombs_cost_no_more_than_plain_frames(
         print(f"peak RSS grew by {growth / MiB:.1f} MiB over {BOMBS} bombs")
         assert codes == [code] * BOMBS
         assert growth <= BOMB_RSS_SLACK
+    assert service.error_lines() == []
+
+
+# A room reconnecting at once (a deploy): past gc_tuning's BURST_ARRIVALS
+# within its interval, so collection pauses while they arrive.
+RECONNECTING_CLIENTS = 300
+STORM_PATH = "/api/chat-api/ws/storm"
+
+
+async def _reconnect(service: ServerProcess, i: int, in_room: trio.Semaphore) -> None:
+    """Client `i` of the storm: odd ones offer permessage-deflate, as browsers
+    do; each must be in the room, then get the message sent once all are,
+    then vanish (every fourth with a TCP reset)."""
+    compressed = i % 2 == 1
+    offer = DEFLATE_OFFER if compressed else ""
+    path = f"{STORM_PATH}?user_id=u{i}"
+    async with raw_websocket(service.port, path, extra_headers=offer) as ws:
+        assert ("permessage-deflate" in ws.response_head) == compressed
+        assert (await _receive(ws, compressed))["type"] == "welcome"
+        assert (await _receive(ws, compressed))["type"] == "subscribed"
+        in_room.release()
+        chat = await _receive(ws, compressed)
+        assert (chat["type"], chat["body"]) == ("chat", "after the storm")
+        if i % 4 == 0:
+            reset_on_close(ws.stream)
+
+
+async def test_a_room_reconnecting_at_once_is_served_whole_and_leaves_nothing_behind() -> None:
+    async with server_process(WS_COMPRESSION="true", PRESENCE_EVENTS="false") as service:
+        idle_tasks = (await service.health())["tasks"]
+        async with raw_websocket(service.port, STORM_PATH) as warm_up:
+            await warm_up.receive_frame()  # lazy imports, the room's first use
+        idle = await service.settled(idle_tasks)
+        in_room = trio.Semaphore(0)
+        with trio.fail_after(WAIT):
+            async with trio.open_nursery() as nursery:
+                for i in range(RECONNECTING_CLIENTS):
+                    nursery.start_soon(_reconnect, service, i, in_room)
+                for _ in range(RECONNECTING_CLIENTS):
+                    await in_room.acquire()
+                async with raw_websocket(service.port, STORM_PATH) as sender:
+                    chat = json.dumps({"type": "chat", "body": "after the storm"}).encode()
+                    await sender.stream.send_all(ws_frame(TEXT, chat))
+        after = await service.settled(idle["tasks"], idle["fds"])
+        assert after == idle
     assert service.error_lines() == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import socket
 import struct
 import subprocess
 import threading
@@ -25,6 +24,7 @@ from ..raw_websocket import (
     raw_websocket,
     read_until,
     read_until_closed,
+    reset_on_close,
     upgrade_request,
     ws_frame,
 )
@@ -170,11 +170,6 @@ async def test_a_thousand_silent_sockets_do_not_block_a_client() -> None:
         await assert_serves(service)
 
 
-def _abort(stream: trio.SocketStream) -> None:
-    """Make the close a TCP reset: the peer vanishes without a close frame."""
-    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-
 async def _churn_one(service: ServerProcess, n: int) -> None:
     with trio.fail_after(WAIT):
         stream = await trio.open_tcp_stream("127.0.0.1", service.port)
@@ -185,7 +180,7 @@ async def _churn_one(service: ServerProcess, n: int) -> None:
             await stream.send_all(ws_frame(CLOSE, struct.pack("!H", 1000)))
             await read_until_closed(stream)
         else:
-            _abort(stream)
+            reset_on_close(stream)
 
 
 async def _churn(service: ServerProcess, count: int) -> None:
